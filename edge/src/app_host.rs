@@ -1,0 +1,149 @@
+//! Requests on an app host (PROTOCOL.md 2 and 5): who is asking, and what
+//! they get.
+//!
+//! A request is let through with a valid app token for this app (the
+//! `cf-access-token` header, or the `CF_Authorization` cookie a browser
+//! holds) or with an allowed service token (`Cf-Access-Client-Id` and
+//! `Cf-Access-Client-Secret`); it then reaches a small demo origin that says
+//! who it saw. Anything else gets the 302 to the login path, which is what the
+//! token check (`cloudflared_token_check=true`) and every client watch for;
+//! except a bad service token, which is refused outright (403) so that no
+//! client starts a browser login for it.
+
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use subtle::ConstantTimeEq;
+use url::form_urlencoded;
+
+use crate::counters::Endpoint;
+use crate::discovery;
+use crate::edge::EdgeState;
+use crate::html;
+use crate::router::{AppHost, cookie, header_str};
+use crate::site::App;
+use crate::tokens::Kind;
+
+/// Who a request was let through as.
+#[derive(Debug)]
+enum Principal {
+    User(String),
+    ServiceToken(String),
+}
+
+/// The fallback for every path of an app host.
+pub(crate) async fn request(
+    State(edge): State<Arc<EdgeState>>,
+    Extension(target): Extension<AppHost>,
+    request: Request,
+) -> Response {
+    let Some(app) = edge.site.apps.get(target.app) else {
+        return html::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "access-edge: no such app",
+        );
+    };
+    let headers = request.headers();
+    let uri = request.uri();
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+
+    if header_str(headers, "cf-access-metadata-request")
+        .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    {
+        edge.counters.hit(Endpoint::Discovery);
+        return discovery::login_redirect(&edge, app, &target.host, path_and_query, true);
+    }
+    let token_check = uri.query().is_some_and(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .any(|(k, v)| k == "cloudflared_token_check" && v == "true")
+    });
+    edge.counters.hit(if token_check {
+        Endpoint::TokenCheck
+    } else {
+        Endpoint::AppRequest
+    });
+
+    match authenticate(&edge, app, headers) {
+        Ok(Some(principal)) => origin(app, principal, uri.path()),
+        Ok(None) => discovery::login_redirect(&edge, app, &target.host, path_and_query, false),
+        Err(refusal) => {
+            tracing::info!(app = %app.hostname, "refused a service token: {refusal}");
+            html::text(StatusCode::FORBIDDEN, &format!("access-edge: {refusal}"))
+        }
+    }
+}
+
+/// The principal a request carries; `Ok(None)` when it carries none that is
+/// valid (a login is needed), `Err` for a bad service token.
+fn authenticate(
+    edge: &EdgeState,
+    app: &App,
+    headers: &axum::http::HeaderMap,
+) -> Result<Option<Principal>, String> {
+    let id = header_str(headers, "cf-access-client-id");
+    let secret = header_str(headers, "cf-access-client-secret");
+    if id.is_some() || secret.is_some() {
+        return check_service_token(edge, app, id, secret).map(Some);
+    }
+    let candidates = [
+        header_str(headers, "cf-access-token").map(str::to_owned),
+        cookie(headers, "CF_Authorization"),
+    ];
+    for token in candidates.into_iter().flatten() {
+        match edge.tokens.verify(&edge.keys, &token, Kind::App, &app.aud) {
+            Ok(claims) => return Ok(Some(Principal::User(claims.email))),
+            Err(why) => tracing::debug!(app = %app.hostname, "app token refused: {why}"),
+        }
+    }
+    Ok(None)
+}
+
+fn check_service_token(
+    edge: &EdgeState,
+    app: &App,
+    id: Option<&str>,
+    secret: Option<&str>,
+) -> Result<Principal, String> {
+    let (Some(id), Some(secret)) = (id, secret) else {
+        return Err(
+            "a service token needs both Cf-Access-Client-Id and Cf-Access-Client-Secret".into(),
+        );
+    };
+    let Some(token) = edge.site.service_token(id) else {
+        return Err(format!("unknown service token client id {id:?}"));
+    };
+    if !bool::from(token.client_secret.as_bytes().ct_eq(secret.as_bytes())) {
+        return Err(format!(
+            "wrong client secret for service token {:?}",
+            token.name
+        ));
+    }
+    if !app.service_tokens.contains(&token.name) {
+        return Err(format!(
+            "service token {:?} is not allowed to reach {}",
+            token.name, app.hostname
+        ));
+    }
+    Ok(Principal::ServiceToken(token.name.clone()))
+}
+
+/// The demo origin: says who it saw.
+fn origin(app: &App, principal: Principal, path: &str) -> Response {
+    let body = match principal {
+        Principal::User(email) => serde_json::json!({
+            "email": email,
+            "aud": app.aud,
+            "path": path,
+        }),
+        Principal::ServiceToken(name) => serde_json::json!({
+            "email": "",
+            "aud": app.aud,
+            "path": path,
+            "service_token": name,
+        }),
+    };
+    Json(body).into_response()
+}

@@ -1,0 +1,143 @@
+//! The command line of `access-edge` (clap definitions only).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+const ABOUT: &str = "A local stand-in for the Cloudflare Access edge";
+
+const LONG_ABOUT: &str = "\
+A local stand-in for the Cloudflare Access edge.
+
+It answers everything an Access client says on the wire (app discovery, the
+JWKS, the login page, the login service's token transfer, the org-token
+exchange, the token check, service tokens) exactly as the real edge does, over
+TLS from a local CA, so that cfaccess and `cloudflared access` run their whole
+flow against it with no internet.
+
+With no arguments it serves a demo team (demo.cloudflareaccess.com) and the app
+ssh.demo.test, open to *@example.com, on a free port of 127.0.0.1, and prints
+what it serves and how to point a client at it.";
+
+const AFTER_HELP: &str = "\
+Files in the state dir:
+  ca.pem, ca-key.pem          the local CA that signs every certificate (key 0600)
+  signing-key-*.pem           the JWT signing keys, current and previous (0600)
+  box-key                     the login service's NaCl box key (0600)
+  auds.json                   auds generated for apps that configure none
+  config.toml                 a copy of the config in use (0600); used when the
+                              edge restarts with this state dir and no --config
+  profile.json                the edge profile: CA and name -> address
+                              (CFACCESS_EDGE=<this file>); written once ready
+  browser                     a headless browser for this edge (BROWSER=<this file>)
+  control.sock                the control socket (0600) for revoke, rotate-keys,
+                              expire-previous-key and stats
+
+Examples:
+  access-edge
+  access-edge --config team.toml --state-dir ~/.access-edge --listen 127.0.0.1:8443
+  access-edge --auto-approve alice@example.com
+  access-edge revoke alice@example.com --state-dir ~/.access-edge";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "access-edge",
+    version,
+    about = ABOUT,
+    long_about = LONG_ABOUT,
+    after_help = AFTER_HELP,
+    args_conflicts_with_subcommands = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub serve: ServeArgs,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Flags for serving (the default command).
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// TOML file with the team, apps, identities, service tokens and token
+    /// lifetimes [default: the config kept in the state dir, else the demo]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Directory that keeps the CA, signing keys, box key, generated auds and
+    /// a copy of the config across restarts (created 0700) [default: a fresh
+    /// temporary directory, removed on exit]
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+
+    /// Address to listen on, for every served name (port 0: a free port;
+    /// 127.0.0.1:443 for a hosts-file setup with the real names)
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
+    pub listen: SocketAddr,
+
+    /// Approve every login page at once as EMAIL (if the app's policy allows
+    /// it), for runs with no person at the browser
+    #[arg(long, value_name = "EMAIL")]
+    pub auto_approve: Option<String>,
+
+    /// How long the login service holds a transfer poll before answering
+    /// "not yet" (keep it under the clients' 60 s timeout)
+    #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
+    pub poll_hold: Duration,
+
+    /// Log level of the messages on stderr (error, warn, info, debug, trace);
+    /// tokens and secrets are never logged
+    #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
+    pub log_level: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Open a URL through an edge profile as a browser would, and say on
+    /// stderr what the page said (what DIR/browser runs)
+    Browse {
+        /// The edge profile [default: $CFACCESS_EDGE, else system roots and DNS]
+        #[arg(long, value_name = "FILE")]
+        profile: Option<PathBuf>,
+        /// Approve the login page's form as EMAIL
+        #[arg(long = "as", value_name = "EMAIL", conflicts_with = "deny")]
+        approve_as: Option<String>,
+        /// Deny the login page's form
+        #[arg(long)]
+        deny: bool,
+        /// The URL to open (a login URL from a client)
+        url: String,
+    },
+    /// Refuse every token issued to EMAIL so far (later ones are fine)
+    Revoke {
+        /// The identity whose tokens to revoke
+        email: String,
+        /// The state dir of the running edge
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Make a new current JWT signing key; the current one stays in the JWKS
+    /// as the previous one, the previous one is dropped
+    RotateKeys {
+        /// The state dir of the running edge
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Drop the previous JWT signing key: tokens it signed stop verifying
+    ExpirePreviousKey {
+        /// The state dir of the running edge
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+    /// Print the running edge's request counters
+    Stats {
+        /// The state dir of the running edge
+        #[arg(long, value_name = "DIR")]
+        state_dir: PathBuf,
+    },
+}
+
+fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|e| format!("not a duration like \"25s\" ({e})"))
+}

@@ -1,0 +1,272 @@
+//! What each command does: turn parsed arguments into library calls and
+//! decide what to print. Results go to stdout, everything else to stderr.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use access_edge::browse::{self, Action, BrowseError, BrowseOptions};
+use access_edge::control::{self, Command as ControlCommand};
+use access_edge::{Config, Edge, EdgeError, EdgeOptions};
+use anyhow::Context;
+
+use crate::cli::{Cli, Command, ServeArgs};
+
+/// An error in what the operator gave us: exit status 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+struct UsageError(String);
+
+pub fn is_usage_error(e: &anyhow::Error) -> bool {
+    e.downcast_ref::<UsageError>().is_some()
+        || e.downcast_ref::<EdgeError>()
+            .is_some_and(EdgeError::is_usage)
+}
+
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        None => serve(cli.serve),
+        Some(Command::Browse {
+            profile,
+            approve_as,
+            deny,
+            url,
+        }) => {
+            let action = match (approve_as, deny) {
+                (Some(email), _) => Action::Approve(email),
+                (None, true) => Action::Deny,
+                (None, false) => Action::Look,
+            };
+            browse(BrowseOptions {
+                profile,
+                action,
+                url,
+            })
+        }
+        Some(Command::Revoke { email, state_dir }) => {
+            if !access_edge::is_valid_email(&email) {
+                return Err(UsageError(format!("{email:?} is not an email address")).into());
+            }
+            control_command(&state_dir, ControlCommand::Revoke { email })
+        }
+        Some(Command::RotateKeys { state_dir }) => {
+            control_command(&state_dir, ControlCommand::RotateKeys)
+        }
+        Some(Command::ExpirePreviousKey { state_dir }) => {
+            control_command(&state_dir, ControlCommand::ExpirePreviousKey)
+        }
+        Some(Command::Stats { state_dir }) => control_command(&state_dir, ControlCommand::Stats),
+    }
+}
+
+/// Serves until SIGINT or SIGTERM.
+fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
+    init_logging(&args.log_level);
+    let (config, config_source) = choose_config(&args)?;
+    let opts = EdgeOptions {
+        config: config.clone(),
+        state_dir: args.state_dir.clone(),
+        listen: args.listen,
+        auto_approve: args.auto_approve.clone(),
+        poll_hold: args.poll_hold,
+        edge_binary: None,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(async {
+        // Before the banner: a script that reads it may signal at once.
+        let stop = stop_signals()?;
+        let edge = Edge::start(opts).await?;
+        print_banner(&edge, &config, &config_source, &args);
+        stop.await;
+        tracing::info!("stopping");
+        edge.shutdown();
+        anyhow::Ok(())
+    });
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    result.map(|()| ExitCode::SUCCESS)
+}
+
+/// The config to serve, and where it came from: `--config`, else the copy
+/// kept in the state dir, else the demo.
+fn choose_config(args: &ServeArgs) -> anyhow::Result<(Config, String)> {
+    if let Some(path) = &args.config {
+        let config = Config::load(path).map_err(EdgeError::from)?;
+        return Ok((config, path.display().to_string()));
+    }
+    if let Some(dir) = &args.state_dir {
+        let kept = dir.join("config.toml");
+        if kept.is_file() {
+            let config = Config::load(&kept).map_err(EdgeError::from)?;
+            return Ok((
+                config,
+                format!("{} (kept from the last run)", kept.display()),
+            ));
+        }
+    }
+    Ok((Config::demo(), "the built-in demo".into()))
+}
+
+/// Logs on stderr: the edge's own messages at `level`, its dependencies'
+/// (hyper, h2, rustls) only from warn up, so `debug` shows requests rather
+/// than HTTP/2 frames.
+fn init_logging(level: &str) {
+    use tracing_subscriber::Layer;
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+
+    let level = level.parse().unwrap_or(tracing::Level::INFO);
+    let filter = tracing_subscriber::filter::Targets::new()
+        .with_default(tracing::Level::WARN)
+        .with_target("access_edge", level)
+        .with_target("cfaccess", level);
+    let layer = tracing_subscriber::fmt::layer()
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_filter(filter);
+    tracing_subscriber::registry().with(layer).init();
+}
+
+/// A future that ends at the first SIGINT or SIGTERM. The handlers are in
+/// place when this returns, so the edge stops cleanly (and removes its
+/// temporary state dir) whenever a signal comes.
+fn stop_signals() -> anyhow::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle SIGINT")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
+}
+
+/// What the edge serves and how to use it, on stdout.
+fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeArgs) {
+    let mut out = String::new();
+    let mut line = |label: &str, value: &str| {
+        out.push_str(&format!("  {label:<14} {value}\n"));
+    };
+    line("auth domain", edge.auth_domain());
+    line(
+        "login service",
+        &format!(
+            "{} (also {})",
+            edge.login_service(),
+            if edge.login_service().contains(".fed.") {
+                "login.cloudflareaccess.org"
+            } else {
+                "login.fed.cloudflareaccess.org"
+            }
+        ),
+    );
+    for app in &config.apps {
+        let aud = edge.app_aud(&app.hostname).unwrap_or_default();
+        line(
+            "app",
+            &format!("https://{}", app.hostname.trim_end_matches('.')),
+        );
+        line("  aud", &aud);
+        line(
+            "  allow",
+            &if app.allow.is_empty() {
+                "nobody".to_owned()
+            } else {
+                app.allow.join(", ")
+            },
+        );
+        if !app.service_tokens.is_empty() {
+            line("  tokens", &app.service_tokens.join(", "));
+        }
+        if let Some(origin) = &app.origin {
+            line("  origin", origin);
+        }
+    }
+    if !config.identities.is_empty() {
+        line("identities", &config.identities.join(", "));
+    }
+    if let Some(email) = &args.auto_approve {
+        line("auto-approve", email);
+    }
+    line("config", config_source);
+    line(
+        "state dir",
+        &format!(
+            "{}{}",
+            edge.state_dir().display(),
+            if args.state_dir.is_none() {
+                " (temporary, removed on exit)"
+            } else {
+                ""
+            }
+        ),
+    );
+    line("profile", &edge.profile_path().display().to_string());
+    line("browser", &edge.browser_path().display().to_string());
+    let first_app = config
+        .apps
+        .first()
+        .map(|a| a.hostname.replace("*.", "www."))
+        .unwrap_or_default();
+    let banner = format!(
+        "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n  cfaccess login https://{first_app}\n",
+        addr = edge.addr(),
+        profile = access_edge::shell_word(&edge.profile_path()),
+        browser = access_edge::shell_word(&edge.browser_path()),
+    );
+    // stdout may be closed (a backgrounded edge): that is no reason to stop.
+    let mut stdout = std::io::stdout().lock();
+    let _ = stdout
+        .write_all(banner.as_bytes())
+        .and_then(|()| stdout.flush());
+}
+
+/// `access-edge browse`: one line on stderr, nothing on stdout.
+fn browse(opts: BrowseOptions) -> anyhow::Result<ExitCode> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    match runtime.block_on(browse::browse(&opts)) {
+        Ok(outcome) => {
+            eprintln!("access-edge browse: {}", outcome.summary);
+            Ok(if outcome.success {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Err(e @ BrowseError::BadUrl(_)) => Err(UsageError(e.to_string()).into()),
+        Err(e) => Err(anyhow::Error::new(e).context("browse")),
+    }
+}
+
+/// Sends one command to the edge running with `state_dir` and prints its
+/// answer.
+fn control_command(state_dir: &Path, command: ControlCommand) -> anyhow::Result<ExitCode> {
+    let is_stats = command == ControlCommand::Stats;
+    let reply = control::send(state_dir, &command)?;
+    if !reply.ok {
+        anyhow::bail!("{}", reply.message);
+    }
+    let mut stdout = std::io::stdout().lock();
+    if is_stats {
+        for (endpoint, count) in reply.counters.unwrap_or_default() {
+            writeln!(stdout, "{:<16} {count}", endpoint.name())?;
+        }
+        writeln!(
+            stdout,
+            "{:<16} {}",
+            "total",
+            reply.total.unwrap_or_default()
+        )?;
+    } else {
+        writeln!(stdout, "{}", reply.message)?;
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,70 @@
+//! access-edge: a faithful local stand-in for the Cloudflare Access edge.
+//!
+//! It answers everything a Cloudflare Access client says on the wire
+//! (`PROTOCOL.md` sections 2–5) the way the real edge does, over TLS from a
+//! local CA, so that cfaccess and the official `cloudflared access` client can
+//! run their whole flow with no internet: app discovery, the JWKS, the login
+//! page, the login service's sealed transfer, the org-token exchange, the token
+//! check and service tokens.
+//!
+//! The binary (`access-edge`) is a thin layer over this library. Tests start an
+//! edge in-process:
+//!
+//! ```no_run
+//! use access_edge::{Edge, EdgeOptions, Endpoint};
+//!
+//! // From a plain #[test]: the edge runs on its own runtime thread.
+//! let edge = Edge::spawn(EdgeOptions::demo()).expect("edge starts");
+//! // Point a client at it: CFACCESS_EDGE=<profile>, BROWSER=<browser>.
+//! println!("{} {}", edge.profile_path().display(), edge.browser_path().display());
+//! // … run the client …
+//! assert_eq!(edge.count(Endpoint::LoginPage), 0);
+//! edge.shutdown();
+//! ```
+//!
+//! Generating the two RSA signing keys of a fresh state dir takes seconds in
+//! a debug build. A suite that starts many edges can make one state dir once
+//! and seed the others from it with [`copy_secrets`].
+//!
+//! Module map (each named after the protocol noun it serves):
+//! [`config`] reads the TOML config; `site` resolves it into the served
+//! names; `state` keeps the state dir; `tls` is the local CA and SNI;
+//! `signing` holds the JWT keys and the JWKS; `tokens` mints and verifies
+//! Access tokens; `router` routes on the Host; `discovery` answers
+//! unauthenticated requests; `app_host` serves requests on an app host;
+//! `login_page` and `html` are the browser login; `login_service` is the
+//! sealed transfer long poll; `org_exchange` is single sign-on with the org
+//! token; `control` is the operator socket; `counters` and `faults` are for
+//! tests; [`browse`] is the headless browser; `profile` writes the edge profile.
+
+mod app_host;
+pub mod browse;
+pub mod config;
+pub mod control;
+mod counters;
+mod discovery;
+mod edge;
+mod error;
+mod faults;
+mod html;
+mod login_page;
+mod login_service;
+mod org_exchange;
+mod policy;
+mod profile;
+mod router;
+mod signing;
+mod site;
+mod state;
+mod tls;
+mod tokens;
+
+pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
+pub use counters::Endpoint;
+pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
+pub use error::EdgeError;
+pub use faults::MetadataFault;
+pub use policy::{EmailPattern, is_valid_email};
+pub use profile::shell_word;
+pub use state::copy_secrets;
+pub use tokens::AccessClaims;

@@ -1,0 +1,254 @@
+//! The served site: the config resolved into what the edge answers for.
+//!
+//! Auds are settled here (configured, or generated once and kept in the state
+//! dir so that cached tokens stay valid across restarts), patterns are parsed,
+//! and the names to serve (and to put in certificates and the edge profile)
+//! are listed.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::EdgeError;
+use crate::policy::EmailPattern;
+use crate::state::{StateDir, files};
+
+/// The login service (token transfer) name.
+pub const LOGIN_SERVICE: &str = "login.cloudflareaccess.org";
+/// The FedRAMP login service name; always answered too.
+pub const LOGIN_SERVICE_FED: &str = "login.fed.cloudflareaccess.org";
+
+/// Everything the handlers need to know about what is served.
+#[derive(Debug)]
+pub(crate) struct Site {
+    /// `<team>.cloudflareaccess.com`, lower case.
+    pub auth_domain: String,
+    /// The team's name as shown on pages (the auth domain's first label).
+    pub team: String,
+    /// The login service this team uses (FedRAMP or not).
+    pub login_service: &'static str,
+    /// Identities the login page offers.
+    pub identities: Vec<String>,
+    pub apps: Vec<App>,
+    pub service_tokens: Vec<ServiceToken>,
+    /// Configured token lifetimes (the edge may change them at run time).
+    pub app_token_lifetime: Duration,
+    pub org_token_lifetime: Duration,
+}
+
+/// One Access application, resolved.
+#[derive(Debug)]
+pub(crate) struct App {
+    /// As configured, lower case; may start with `*.`.
+    pub hostname: String,
+    pub aud: String,
+    pub allow: Vec<EmailPattern>,
+    /// Names of the service tokens allowed in.
+    pub service_tokens: Vec<String>,
+    // Read by the carrier (issue 4); kept here so the config already holds it.
+    #[allow(dead_code)]
+    pub origin: Option<String>,
+    #[allow(dead_code)]
+    pub destinations: Vec<String>,
+}
+
+/// A service token.
+#[derive(Clone)]
+pub(crate) struct ServiceToken {
+    pub name: String,
+    pub client_id: String,
+    pub client_secret: String,
+}
+
+impl std::fmt::Debug for ServiceToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServiceToken")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Site {
+    /// Resolves `config`, generating and keeping the auds it leaves out.
+    pub fn resolve(config: &Config, state: &StateDir) -> Result<Site, EdgeError> {
+        config.validate()?;
+        let auth_domain = config.resolved_auth_domain();
+        let mut auds: BTreeMap<String, String> = match state.read(files::AUDS)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map_err(|e| {
+                EdgeError::state(state.file(files::AUDS), format!("not valid JSON: {e}"))
+            })?,
+            None => BTreeMap::new(),
+        };
+        let mut generated = false;
+        let mut apps = Vec::new();
+        for app in &config.apps {
+            let hostname = app
+                .hostname
+                .trim()
+                .trim_end_matches('.')
+                .to_ascii_lowercase();
+            let aud = match &app.aud {
+                Some(aud) => aud.clone(),
+                None => auds
+                    .entry(hostname.clone())
+                    .or_insert_with(|| {
+                        generated = true;
+                        hex::encode(rand::random::<[u8; 32]>())
+                    })
+                    .clone(),
+            };
+            apps.push(App {
+                hostname,
+                aud,
+                allow: app
+                    .allow
+                    .iter()
+                    .filter_map(|p| EmailPattern::parse(p).ok())
+                    .collect(),
+                service_tokens: app.service_tokens.clone(),
+                origin: app.origin.clone(),
+                destinations: app.destinations.clone(),
+            });
+        }
+        if generated {
+            let json = serde_json::to_vec_pretty(&auds)
+                .map_err(|e| EdgeError::state(state.file(files::AUDS), e))?;
+            state.write(files::AUDS, &json, 0o644)?;
+        }
+        let team = auth_domain
+            .split('.')
+            .next()
+            .unwrap_or(&auth_domain)
+            .to_owned();
+        Ok(Site {
+            login_service: if config.fedramp || auth_domain.ends_with(".fed.cloudflareaccess.com") {
+                LOGIN_SERVICE_FED
+            } else {
+                LOGIN_SERVICE
+            },
+            auth_domain,
+            team,
+            identities: config.identities.clone(),
+            apps,
+            service_tokens: config
+                .service_tokens
+                .iter()
+                .map(|t| ServiceToken {
+                    name: t.name.clone(),
+                    client_id: t.client_id.clone(),
+                    client_secret: t.client_secret.clone(),
+                })
+                .collect(),
+            app_token_lifetime: config.app_token_lifetime,
+            org_token_lifetime: config.org_token_lifetime,
+        })
+    }
+
+    /// The index of the app protecting `host` (lower case, no port): an exact
+    /// hostname first, then the wildcard with the longest suffix, as Access
+    /// does.
+    pub fn app_index(&self, host: &str) -> Option<usize> {
+        if let Some(i) = self.apps.iter().position(|a| a.hostname == host) {
+            return Some(i);
+        }
+        self.apps
+            .iter()
+            .enumerate()
+            .filter(|(_, a)| cfaccess::edge_profile::wildcard_matches(&a.hostname, host))
+            .max_by_key(|(_, a)| a.hostname.len())
+            .map(|(i, _)| i)
+    }
+
+    /// The app protecting `host` (see [`Site::app_index`]).
+    pub fn app_for_host(&self, host: &str) -> Option<&App> {
+        self.app_index(host).map(|i| &self.apps[i])
+    }
+
+    /// The app with this configured hostname, or else the one protecting it.
+    pub fn app_named(&self, hostname: &str) -> Option<&App> {
+        let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
+        self.apps
+            .iter()
+            .find(|a| a.hostname == hostname)
+            .or_else(|| self.app_for_host(&hostname))
+    }
+
+    /// Whether `host` is one of the login service names.
+    pub fn is_login_service(host: &str) -> bool {
+        host == LOGIN_SERVICE || host == LOGIN_SERVICE_FED
+    }
+
+    /// Every name served: the auth domain, both login service names, and each
+    /// app's hostname (wildcards as `*.domain`). Certificates and the edge
+    /// profile list exactly these.
+    pub fn served_names(&self) -> Vec<String> {
+        let mut names = vec![
+            self.auth_domain.clone(),
+            LOGIN_SERVICE.to_owned(),
+            LOGIN_SERVICE_FED.to_owned(),
+        ];
+        names.extend(self.apps.iter().map(|a| a.hostname.clone()));
+        names
+    }
+
+    /// The service token with this client id.
+    pub fn service_token(&self, client_id: &str) -> Option<&ServiceToken> {
+        self.service_tokens
+            .iter()
+            .find(|t| t.client_id == client_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn site(text: &str) -> (Site, StateDir) {
+        let state = StateDir::open(None).unwrap();
+        let config = Config::parse(text).unwrap();
+        (Site::resolve(&config, &state).unwrap(), state)
+    }
+
+    #[test]
+    fn exact_hosts_win_over_wildcards_and_longer_wildcards_win() {
+        let (site, _state) = site(
+            "[[apps]]\nhostname = \"*.a.test\"\n[[apps]]\nhostname = \"x.a.test\"\n[[apps]]\nhostname = \"*.b.a.test\"\n",
+        );
+        assert_eq!(site.app_for_host("x.a.test").unwrap().hostname, "x.a.test");
+        assert_eq!(site.app_for_host("y.a.test").unwrap().hostname, "*.a.test");
+        assert_eq!(
+            site.app_for_host("y.b.a.test").unwrap().hostname,
+            "*.b.a.test"
+        );
+        assert!(site.app_for_host("a.test").is_none());
+        assert_eq!(site.app_named("*.a.test").unwrap().hostname, "*.a.test");
+        assert_eq!(site.app_named("Z.a.test").unwrap().hostname, "*.a.test");
+    }
+
+    #[test]
+    fn generated_auds_are_64_hex_digits_and_kept() {
+        let (first, state) = site(
+            "[[apps]]\nhostname = \"x.test\"\n[[apps]]\nhostname = \"y.test\"\naud = \"given\"\n",
+        );
+        let aud = &first.apps[0].aud;
+        assert_eq!(aud.len(), 64);
+        assert!(
+            aud.chars()
+                .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase())
+        );
+        assert_eq!(first.apps[1].aud, "given");
+        let config = Config::parse("[[apps]]\nhostname = \"x.test\"\n").unwrap();
+        let again = Site::resolve(&config, &state).unwrap();
+        assert_eq!(&again.apps[0].aud, aud);
+    }
+
+    #[test]
+    fn fedramp_uses_the_fed_login_service() {
+        let (site, _state) =
+            site("team = \"t\"\nfedramp = true\n[[apps]]\nhostname = \"x.test\"\n");
+        assert_eq!(site.auth_domain, "t.fed.cloudflareaccess.com");
+        assert_eq!(site.login_service, LOGIN_SERVICE_FED);
+        assert_eq!(site.team, "t");
+        assert_eq!(site.served_names().len(), 4);
+    }
+}

@@ -1,0 +1,231 @@
+//! Getting an app token (PROTOCOL.md sections 4 and 5): the cache, then the
+//! lock, then single sign-on with the org token, then the browser.
+//!
+//! [`Access`] holds what every command shares: one HTTP client, the token
+//! store, and the login options. Within one process only one login runs at a
+//! time (a listener may need tokens for several connections at once); across
+//! processes the lock files do the same job.
+
+use std::io::Write;
+
+use tracing::debug;
+
+use crate::app_info::{self, AppInfo, AppInfoError};
+use crate::browser;
+use crate::config_dir::{ConfigDir, ConfigDirError};
+use crate::host::AppUrl;
+use crate::lock::{self, Acquired, LockError};
+use crate::login_service::{self, LoginError, LoginRequest, Redirect};
+use crate::org_exchange;
+use crate::token_check::{self, CheckError};
+use crate::token_store::{StoreError, TokenStore};
+
+/// How a browser login, when one is needed, is run.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct LoginOptions {
+    /// Ask the login page to close itself when done.
+    pub auto_close: bool,
+    /// Use the FedRAMP login service.
+    pub fedramp: bool,
+    /// Only print the URL; do not start a browser.
+    pub no_browser: bool,
+}
+
+/// Why no usable app token could be had.
+#[derive(Debug, thiserror::Error)]
+pub enum AccessError {
+    #[error(transparent)]
+    AppInfo(#[from] AppInfoError),
+    #[error(transparent)]
+    ConfigDir(#[from] ConfigDirError),
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    #[error(transparent)]
+    Login(#[from] LoginError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
+    #[error("cannot delete the refused token {path}: {source}")]
+    Remove {
+        path: std::path::PathBuf,
+        source: std::io::Error,
+    },
+    #[error("the edge refused a freshly fetched token for {url}")]
+    RefusedAgain { url: String },
+}
+
+/// The shared context of the commands that talk to Access.
+pub struct Access {
+    http: reqwest::Client,
+    store: TokenStore,
+    options: LoginOptions,
+    one_login: tokio::sync::Mutex<()>,
+}
+
+impl Access {
+    pub fn new(http: reqwest::Client, dir: ConfigDir, options: LoginOptions) -> Self {
+        Access {
+            http,
+            store: TokenStore::new(dir),
+            options,
+            one_login: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn store(&self) -> &TokenStore {
+        &self.store
+    }
+
+    /// Finds and checks the application behind `url` (section 2).
+    pub async fn app_info(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
+        app_info::discover(&self.http, self.store.dir(), url).await
+    }
+
+    /// An app token for `app`: cached, or fetched (section 4).
+    pub async fn app_token(
+        &self,
+        url: &AppUrl,
+        app: &AppInfo,
+        redirect: Redirect,
+    ) -> Result<String, AccessError> {
+        if let Some(token) = self.store.app_token(app) {
+            return Ok(token);
+        }
+        let _one_login = self.one_login.lock().await;
+        if let Some(token) = self.store.app_token(app) {
+            return Ok(token);
+        }
+        self.store.dir().ensure()?;
+        let app_lock = match lock::acquire(
+            &self.store.dir().app_token(app),
+            || self.store.app_token(app),
+            show_other_login,
+        )
+        .await?
+        {
+            Acquired::Token(token) => return Ok(token),
+            Acquired::Lock(lock) => lock,
+        };
+        // another process may have finished between our look and our lock
+        if let Some(token) = self.store.app_token(app) {
+            return Ok(token);
+        }
+
+        // An org token lets us skip the browser. Without one, wait for any
+        // login for another app of this team, which will leave one behind.
+        let mut org_lock = None;
+        let org_token = match self.store.org_token(&app.auth_domain) {
+            Some(token) => Some(token),
+            None => match lock::acquire(
+                &self.store.dir().org_token(&app.auth_domain),
+                || self.store.org_token(&app.auth_domain),
+                show_other_login,
+            )
+            .await?
+            {
+                Acquired::Token(token) => Some(token),
+                Acquired::Lock(lock) => {
+                    org_lock = Some(lock);
+                    self.store.org_token(&app.auth_domain)
+                }
+            },
+        };
+        if let Some(org_token) = org_token {
+            match org_exchange::exchange(&self.http, url, &org_token).await {
+                Ok(token) => {
+                    self.store.store_app_token(app, &token)?;
+                    return Ok(token);
+                }
+                Err(e) => {
+                    debug!(error = %e, "org token exchange failed; logging in with the browser")
+                }
+            }
+        }
+
+        let login = LoginRequest::new(url, &app.aud, redirect, self.options.auto_close);
+        app_lock.publish_url(login.url());
+        if let Some(lock) = &org_lock {
+            lock.publish_url(login.url());
+        }
+        self.announce(login.url());
+        let service = if self.options.fedramp {
+            login_service::LOGIN_SERVICE_FEDRAMP
+        } else {
+            login_service::LOGIN_SERVICE
+        };
+        let tokens = login
+            .wait(&self.http, service, || eprintln!("Waiting for login..."))
+            .await?;
+        if !tokens.org_token.is_empty() {
+            self.store
+                .store_org_token(&app.auth_domain, &tokens.org_token)?;
+        }
+        self.store.store_app_token(app, &tokens.app_token)?;
+        Ok(tokens.app_token)
+    }
+
+    /// An app token the edge has just accepted (section 5): a refused one is
+    /// deleted and fetched again, once.
+    pub async fn checked_app_token(
+        &self,
+        url: &AppUrl,
+        app: &AppInfo,
+        redirect: Redirect,
+    ) -> Result<String, AccessError> {
+        let token = self.app_token(url, app, redirect).await?;
+        if token_check::accepted(&self.http, url, &token).await? {
+            return Ok(token);
+        }
+        debug!("the edge refused the cached token; fetching a new one");
+        self.forget_app_token(app)?;
+        let token = self.app_token(url, app, redirect).await?;
+        if token_check::accepted(&self.http, url, &token).await? {
+            Ok(token)
+        } else {
+            Err(AccessError::RefusedAgain {
+                url: url.to_string(),
+            })
+        }
+    }
+
+    /// Deletes the cached app token, after the edge refused it.
+    pub fn forget_app_token(&self, app: &AppInfo) -> Result<(), AccessError> {
+        self.store
+            .remove_app_token(app)
+            .map_err(|source| AccessError::Remove {
+                path: self.store.dir().app_token(app),
+                source,
+            })
+    }
+
+    /// Shows the login URL on stderr (stdout may be an ssh session) and, unless
+    /// told not to, opens it in the browser.
+    fn announce(&self, url: &str) {
+        let opened = !self.options.no_browser && browser::open(url);
+        let text = if opened {
+            format!(
+                "A browser window should have opened at the following URL:\n\n{url}\n\n\
+                 If the browser failed to open, please visit the URL above directly in your browser.\n"
+            )
+        } else {
+            format!(
+                "Please open the following URL and log in with your Cloudflare account:\n\n{url}\n\n\
+                 Leave cfaccess running to download the token automatically.\n"
+            )
+        };
+        let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+}
+
+/// What a process waiting on another's login shows, once per URL.
+fn show_other_login(pid: i64, url: &str) {
+    eprintln!(
+        "\nAnother cfaccess or cloudflared process (pid {pid}) is already waiting for authentication.\n\n\
+         If a browser window did not open, please visit the following URL:\n\n{url}\n"
+    );
+}

@@ -1,0 +1,258 @@
+//! The command line: every form the official client takes (`cfaccess access
+//! login`, `cfaccess forward login`, `-app=…` with one dash) as well as the
+//! short forms (`cfaccess login`).
+
+use std::ffi::OsString;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// A fast client for Cloudflare Access, a drop-in for `cloudflared access`.
+///
+/// It logs in to Access applications through the browser, keeps the tokens
+/// where cloudflared keeps them (~/.cloudflared), and runs curl with them.
+/// Point it at a local access-edge with CFACCESS_EDGE=<profile.json>.
+#[derive(Debug, Parser)]
+#[command(name = "cfaccess", version, max_term_width = 100)]
+#[command(after_help = "Environment:\n  \
+    CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared)\n  \
+    CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
+    BROWSER        browser command for logins (default: xdg-open)")]
+pub struct Cli {
+    /// How much to log on stderr
+    #[arg(long, global = true, value_name = "LEVEL", alias = "loglevel")]
+    pub log_level: Option<LogLevel>,
+
+    /// Log in through the FedRAMP login service
+    #[arg(long, global = true)]
+    pub fedramp: bool,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    #[command(flatten)]
+    Action(Action),
+
+    /// The official client's form: `cfaccess access login <url>` and so on
+    #[command(visible_alias = "forward", subcommand_required = true)]
+    Access {
+        #[command(subcommand)]
+        action: Action,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Action {
+    /// Log in to an Access application and print its token
+    ///
+    /// Uses a cached token when the edge still accepts it, else the team's
+    /// org token, else a browser login. The token is cached in the config dir.
+    Login(LoginArgs),
+
+    /// Print the cached token of an Access application
+    ///
+    /// Prints nothing and fails when there is no valid cached token; run
+    /// `cfaccess login <url>` first.
+    Token(TokenArgs),
+
+    /// Run curl with the application's token in a Cf-Access-Token header
+    ///
+    /// Usage: cfaccess curl [--allow-request|-ar] <url> [curl args...]. Logs in
+    /// first if needed; with --allow-request, runs curl without a token
+    /// instead of logging in.
+    #[command(disable_help_flag = true)]
+    Curl(CurlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct LoginArgs {
+    /// URL of the Access application (wins over --app)
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// URL of the Access application; also prints the bare token
+    #[arg(long, value_name = "URL")]
+    pub app: Option<String>,
+
+    /// Do not print the token
+    #[arg(short, long)]
+    pub quiet: bool,
+
+    /// Print only the token, with no newline
+    #[arg(long)]
+    pub no_verbose: bool,
+
+    /// Ask the login page to close itself once the login is done
+    #[arg(long)]
+    pub auto_close: bool,
+
+    /// Do not start a browser: print the login URL to open elsewhere
+    #[arg(long)]
+    pub no_browser: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct TokenArgs {
+    /// URL of the Access application (wins over --app)
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// URL of the Access application
+    #[arg(long, value_name = "URL")]
+    pub app: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct CurlArgs {
+    /// [--allow-request|-ar] <url> [curl args...]
+    #[arg(
+        value_name = "ARGS",
+        required = true,
+        trailing_var_arg = true,
+        allow_hyphen_values = true
+    )]
+    pub args: Vec<String>,
+}
+
+/// Log levels, with the official client's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogLevel {
+    Debug,
+    Info,
+    Warn,
+    Error,
+    Fatal,
+}
+
+/// Long flags the official client's Go flag parser takes with one dash too.
+const LONG_FLAGS: &[&str] = &[
+    "app",
+    "quiet",
+    "no-verbose",
+    "auto-close",
+    "no-browser",
+    "fedramp",
+    "log-level",
+    "loglevel",
+    "hostname",
+    "tunnel-host",
+    "destination",
+    "url",
+    "listener",
+    "header",
+    "service-token-id",
+    "id",
+    "service-token-secret",
+    "secret",
+    "logfile",
+    "log-directory",
+    "short-lived-cert",
+    "key-type",
+    "help",
+    "version",
+];
+
+/// Rewrites Go-style single-dash long flags (`-app=x`, `-hostname h`) to
+/// clap's `--app=x`. Arguments after `curl` are curl's and stay as they are,
+/// as does everything after `--`.
+pub fn normalize_args(args: impl IntoIterator<Item = OsString>) -> Vec<OsString> {
+    let mut out = Vec::new();
+    let mut rewriting = true;
+    for (i, arg) in args.into_iter().enumerate() {
+        if i == 0 || !rewriting {
+            out.push(arg);
+            continue;
+        }
+        let Some(text) = arg.to_str() else {
+            out.push(arg);
+            continue;
+        };
+        if text == "--" || text == "curl" {
+            rewriting = false;
+            out.push(arg);
+            continue;
+        }
+        let name = text
+            .strip_prefix('-')
+            .filter(|rest| !rest.starts_with('-'))
+            .map(|rest| rest.split('=').next().unwrap_or(rest));
+        match name {
+            Some(name) if name.len() > 1 && LONG_FLAGS.contains(&name) => {
+                out.push(OsString::from(format!("-{text}")));
+            }
+            _ => out.push(arg),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn norm(args: &[&str]) -> Vec<String> {
+        normalize_args(args.iter().map(OsString::from))
+            .into_iter()
+            .map(|a| a.into_string().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn single_dash_long_flags_become_double_dash() {
+        assert_eq!(
+            norm(&["cfaccess", "access", "token", "-app=http://x"]),
+            ["cfaccess", "access", "token", "--app=http://x"]
+        );
+        assert_eq!(
+            norm(&["cfaccess", "access", "ssh", "-hostname", "h", "-id", "i"]),
+            ["cfaccess", "access", "ssh", "--hostname", "h", "--id", "i"]
+        );
+        assert_eq!(
+            norm(&["cfaccess", "login", "-q", "u"]),
+            ["cfaccess", "login", "-q", "u"]
+        );
+        assert_eq!(
+            norm(&["cfaccess", "x", "-unknown"]),
+            ["cfaccess", "x", "-unknown"]
+        );
+    }
+
+    #[test]
+    fn curl_arguments_are_left_alone() {
+        assert_eq!(
+            norm(&["cfaccess", "curl", "-ar", "https://x", "-url", "-H", "a: b"]),
+            ["cfaccess", "curl", "-ar", "https://x", "-url", "-H", "a: b"]
+        );
+    }
+
+    #[test]
+    fn all_official_forms_parse() {
+        for args in [
+            &["cfaccess", "login", "https://x"][..],
+            &["cfaccess", "access", "login", "https://x"],
+            &["cfaccess", "forward", "login", "--app", "https://x"],
+            &[
+                "cfaccess",
+                "access",
+                "--fedramp",
+                "login",
+                "-q",
+                "https://x",
+            ],
+            &["cfaccess", "--log-level", "debug", "token", "https://x"],
+            &["cfaccess", "access", "token", "--app=https://x"],
+            &["cfaccess", "access", "curl", "https://x", "-v", "--help"],
+        ] {
+            let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
+            assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn clap_definitions_are_consistent() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+    }
+}

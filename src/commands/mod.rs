@@ -1,0 +1,69 @@
+//! One function per command: arguments in, calls on the library, output out.
+//! No protocol logic lives here.
+
+mod curl;
+mod login;
+mod token;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::access::{Access, LoginOptions};
+use crate::cli::{Action, Cli, Command};
+use crate::config_dir::ConfigDir;
+use crate::edge_profile::EdgeProfile;
+use crate::error::WithHint;
+use crate::host::AppUrl;
+use crate::http;
+
+/// Runs the parsed command line.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let fedramp = cli.fedramp;
+    let action = match cli.command {
+        Command::Action(action) | Command::Access { action } => action,
+    };
+    match action {
+        Action::Login(args) => block_on(login::run(args, fedramp)),
+        Action::Token(args) => block_on(token::run(args)),
+        Action::Curl(args) => block_on(curl::run(args, fedramp)),
+    }
+}
+
+/// A usage error found after parsing: printed like clap's, exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+/// Runs `future` on a current-thread runtime: a CLI does one thing at a time,
+/// and this starts in microseconds.
+fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
+    future: F,
+) -> anyhow::Result<ExitCode> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?
+        .block_on(future)
+}
+
+/// The shared context for commands that talk to Access.
+fn access(options: LoginOptions) -> anyhow::Result<Access> {
+    let dir = ConfigDir::locate()?;
+    let profile =
+        EdgeProfile::from_env().hint(format!("fix or unset {}", crate::edge_profile::ENV))?;
+    let client = http::client(profile.as_ref())?;
+    Ok(Access::new(client, dir, options))
+}
+
+/// The application URL from a positional argument or `--app`.
+fn app_url(positional: Option<&str>, app: Option<&str>) -> anyhow::Result<AppUrl> {
+    let Some(raw) = positional.or(app) else {
+        return Err(UsageError(
+            "give the URL of the Access application, like: cfaccess login https://app.example.com"
+                .into(),
+        )
+        .into());
+    };
+    AppUrl::parse(raw).map_err(|e| UsageError(e.to_string()).into())
+}

@@ -1,0 +1,134 @@
+//! The config dir and the names of the files in it (PROTOCOL.md sections 3
+//! and 7): `~/.cloudflared`, shared with the official client so a user can
+//! switch between the two without logging in again.
+
+use std::io;
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
+
+use crate::app_info::AppInfo;
+
+/// Overrides the config dir (tests, or several identities side by side).
+pub const ENV: &str = "CFACCESS_DIR";
+
+/// Why the config dir cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigDirError {
+    #[error("HOME is not set, so there is no ~/.cloudflared; set HOME or CFACCESS_DIR")]
+    NoHome,
+    #[error("cannot create the config dir {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+}
+
+/// Where tokens, key sets, keys and certificates live.
+#[derive(Debug, Clone)]
+pub struct ConfigDir {
+    path: PathBuf,
+    is_default: bool,
+}
+
+impl ConfigDir {
+    /// `$CFACCESS_DIR`, else `$HOME/.cloudflared`. Nothing is created yet.
+    pub fn locate() -> Result<Self, ConfigDirError> {
+        if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
+            // ssh-config prints this path, so make it absolute now.
+            let path = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir));
+            return Ok(ConfigDir {
+                path,
+                is_default: false,
+            });
+        }
+        let home = std::env::var_os("HOME")
+            .filter(|h| !h.is_empty())
+            .ok_or(ConfigDirError::NoHome)?;
+        Ok(ConfigDir {
+            path: PathBuf::from(home).join(".cloudflared"),
+            is_default: true,
+        })
+    }
+
+    /// A config dir at `path` (tests).
+    pub fn at(path: impl Into<PathBuf>) -> Self {
+        ConfigDir {
+            path: path.into(),
+            is_default: false,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Whether this is `~/.cloudflared` (so `~/.cloudflared/…` names it in an
+    /// ssh config) rather than a directory moved by `CFACCESS_DIR`.
+    pub fn is_default(&self) -> bool {
+        self.is_default
+    }
+
+    /// Creates the dir with mode 0700 when it is missing; its parent must exist.
+    pub fn ensure(&self) -> Result<(), ConfigDirError> {
+        match std::fs::DirBuilder::new().mode(0o700).create(&self.path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.path.is_dir() => Ok(()),
+            Err(source) => Err(ConfigDirError::Create {
+                path: self.path.clone(),
+                source,
+            }),
+        }
+    }
+
+    /// `<app_hostname>-<aud>-token`, every `/` and `*` turned into `-`.
+    pub fn app_token(&self, app: &AppInfo) -> PathBuf {
+        let name = format!("{}-{}-token", app.app_hostname, app.aud);
+        self.path.join(name.replace(['/', '*'], "-"))
+    }
+
+    /// `<auth domain>-org-token`.
+    pub fn org_token(&self, auth_domain: &str) -> PathBuf {
+        self.path
+            .join(format!("{auth_domain}-org-token").replace('/', "-"))
+    }
+
+    /// `<auth domain>-jwks`, the cached key set.
+    pub fn jwks(&self, auth_domain: &str) -> PathBuf {
+        self.path
+            .join(format!("{auth_domain}-jwks").replace('/', "-"))
+    }
+
+    /// `<stem>-cf_key`, the ssh private key for a host (see
+    /// [`crate::host::AppUrl::key_stem`]); `.pub` and `-cert.pub` sit beside it.
+    pub fn ssh_key(&self, key_stem: &str) -> PathBuf {
+        self.path.join(format!("{key_stem}-cf_key"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_files_like_the_official_client() {
+        let dir = ConfigDir::at("/c");
+        let app = AppInfo {
+            auth_domain: "team.cloudflareaccess.com".into(),
+            aud: "abc".into(),
+            app_hostname: "*.example.com/admin".into(),
+        };
+        assert_eq!(
+            dir.app_token(&app),
+            Path::new("/c/-.example.com-admin-abc-token")
+        );
+        assert_eq!(
+            dir.org_token("team.cloudflareaccess.com"),
+            Path::new("/c/team.cloudflareaccess.com-org-token")
+        );
+        assert_eq!(
+            dir.jwks("team.cloudflareaccess.com"),
+            Path::new("/c/team.cloudflareaccess.com-jwks")
+        );
+        assert_eq!(
+            dir.ssh_key("h.example-x"),
+            Path::new("/c/h.example-x-cf_key")
+        );
+    }
+}

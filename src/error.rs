@@ -1,0 +1,194 @@
+//! How errors reach the user: one line on stderr, what went wrong and, where
+//! there is one, what to do about it.
+
+use std::error::Error as StdError;
+use std::fmt;
+use std::io;
+
+/// An error with advice for the user, shown after the error chain.
+#[derive(Debug)]
+pub struct Hinted {
+    pub error: anyhow::Error,
+    pub hint: String,
+}
+
+impl fmt::Display for Hinted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl StdError for Hinted {
+    fn source(&self) -> Option<&(dyn StdError + 'static)> {
+        self.error.source()
+    }
+}
+
+/// Adds a hint to an error or a result.
+pub trait WithHint<T> {
+    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error>;
+}
+
+impl<T, E: Into<anyhow::Error>> WithHint<T> for Result<T, E> {
+    fn hint(self, hint: impl Into<String>) -> Result<T, anyhow::Error> {
+        self.map_err(|e| {
+            anyhow::Error::new(Hinted {
+                error: e.into(),
+                hint: hint.into(),
+            })
+        })
+    }
+}
+
+/// The one line printed for a failed command: `error: <chain>; hint: <hint>`.
+pub fn one_line(err: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut hint = None;
+    for cause in err.chain() {
+        if let Some(h) = cause.downcast_ref::<Hinted>() {
+            hint.get_or_insert_with(|| h.hint.clone());
+        }
+        if hint.is_none() {
+            hint = advice(cause);
+        }
+        let text = cause.to_string();
+        // typed errors often repeat their source in their own message
+        if parts.last().is_some_and(|p| p.contains(&text)) || text.is_empty() {
+            continue;
+        }
+        parts.push(text);
+    }
+    let mut line = format!("error: {}", parts.join(": "));
+    if let Some(hint) = hint {
+        line.push_str("; hint: ");
+        line.push_str(&hint);
+    }
+    line.replace(['\n', '\r'], " ")
+}
+
+/// What to do about the library's errors, where the error itself does not say.
+fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
+    use crate::access::AccessError;
+    use crate::app_info::AppInfoError as A;
+    use crate::login_service::LoginError as L;
+    // transparent wrappers hide the wrapped error from the chain
+    if let Some(e) = cause.downcast_ref::<AccessError>() {
+        match e {
+            AccessError::AppInfo(e) => return advice(e),
+            AccessError::Login(e) => return advice(e),
+            AccessError::Lock(e) => return advice(e),
+            AccessError::Store(e) => return advice(e),
+            AccessError::ConfigDir(e) => return advice(e),
+            _ => {}
+        }
+    }
+    if let Some(e) = cause.downcast_ref::<A>() {
+        return Some(match e {
+            A::Unreachable { .. } => {
+                "check the hostname, your network and any HTTPS_PROXY setting".into()
+            }
+            A::NoApp { .. } => "check that this hostname is protected by Cloudflare Access".into(),
+            A::ForeignAuthDomain { .. } => {
+                "this server is not a Cloudflare Access edge; do not log in to it".into()
+            }
+            A::Untrusted { .. } | A::Malformed { .. } => {
+                "the answer is not signed by the team's Access keys; check the hostname".into()
+            }
+            A::WrongHost { .. } | A::BadClaims(_) => {
+                "check the hostname and your system clock".into()
+            }
+        });
+    }
+    if let Some(e) = cause.downcast_ref::<L>() {
+        return Some(match e {
+            L::NotCompleted(_) => {
+                "the login was refused or not finished in time; run the command again to retry"
+                    .into()
+            }
+            L::Service { .. } | L::Unreachable(_) => {
+                "the login service is failing or out of reach; try again later".into()
+            }
+            L::BadAnswer(_) => "run the command again to start a new login".into(),
+        });
+    }
+    if let Some(crate::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
+        return Some(format!(
+            "finish that login, or delete {} if no login is running",
+            path.display()
+        ));
+    }
+    if let Some(AccessError::RefusedAgain { .. }) = cause.downcast_ref() {
+        return Some("your identity may not be allowed to use this application".into());
+    }
+    if cause.is::<crate::token_store::StoreError>()
+        || cause.is::<crate::config_dir::ConfigDirError>()
+    {
+        return Some(format!(
+            "make the config dir writable, or point {} elsewhere",
+            crate::config_dir::ENV
+        ));
+    }
+    None
+}
+
+/// A short description of why a request failed, from the deepest cause that
+/// says something a user can act on (refused, timed out, name not found, a
+/// certificate not trusted), rather than hyper's "error sending request".
+pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut deepest: Option<String> = None;
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        if let Some(io) = c.downcast_ref::<io::Error>() {
+            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                return format!("TLS handshake failed: {tls}");
+            }
+            match io.kind() {
+                io::ErrorKind::ConnectionRefused => return "connection refused".into(),
+                io::ErrorKind::TimedOut => return "timed out".into(),
+                io::ErrorKind::ConnectionReset => return "connection reset by the server".into(),
+                io::ErrorKind::UnexpectedEof => {
+                    return "the server closed the connection".into();
+                }
+                _ => {}
+            }
+        }
+        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
+            return format!("TLS handshake failed: {tls}");
+        }
+        let text = c.to_string();
+        if !text.is_empty() {
+            deepest = Some(text);
+        }
+        cause = c.source();
+    }
+    deepest.unwrap_or_else(|| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use anyhow::Context;
+
+    #[test]
+    fn joins_the_chain_and_puts_the_hint_last() {
+        let err: Result<(), _> = Err(io::Error::other("refused"));
+        let err = err
+            .context("cannot reach https://h")
+            .hint("is the edge running?")
+            .context("login failed")
+            .unwrap_err();
+        assert_eq!(
+            one_line(&err),
+            "error: login failed: cannot reach https://h: refused; hint: is the edge running?"
+        );
+    }
+
+    #[test]
+    fn never_spans_lines() {
+        let err = anyhow::anyhow!("a\nb");
+        assert_eq!(one_line(&err), "error: a b");
+    }
+}

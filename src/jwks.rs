@@ -1,0 +1,177 @@
+//! The team's key set and the checking of edge-signed JWTs (PROTOCOL.md 2.4).
+//!
+//! The key set lives at `https://<auth domain>/cdn-cgi/access/certs` and is
+//! cached as `<auth domain>-jwks` in the config dir, fresh for 24 hours by
+//! mtime, in a form the official client reads too (the JSON as served). When a
+//! signature does not verify against a cached set older than a minute, the
+//! set is fetched once more: the edge may have rotated its key.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use jsonwebtoken::jwk::{AlgorithmParameters, Jwk};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use serde::de::DeserializeOwned;
+use tracing::debug;
+
+use crate::atomic_file;
+use crate::config_dir::ConfigDir;
+
+const CERTS_PATH: &str = "/cdn-cgi/access/certs";
+const FRESH_FOR: Duration = Duration::from_secs(24 * 3600);
+const REFRESH_AFTER: Duration = Duration::from_secs(60);
+const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
+const MAX_SIZE: usize = 1 << 20;
+
+/// Why a JWT could not be checked against the key set.
+#[derive(Debug, thiserror::Error)]
+pub enum JwksError {
+    #[error("cannot fetch the key set from {url}: {reason}")]
+    Fetch { url: String, reason: String },
+    #[error("the key set from {url} is not valid: {reason}")]
+    Invalid { url: String, reason: String },
+    #[error("the signature does not verify: {0}")]
+    Signature(String),
+}
+
+/// The RSA keys of a key set; other key types are left out, as they would
+/// make the official client refuse the whole set.
+struct KeySet {
+    keys: Vec<Jwk>,
+}
+
+impl KeySet {
+    fn parse(bytes: &[u8]) -> Result<Self, String> {
+        #[derive(serde::Deserialize)]
+        struct Raw {
+            keys: Vec<serde_json::Value>,
+        }
+        let raw: Raw = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        let keys: Vec<Jwk> = raw
+            .keys
+            .into_iter()
+            .filter_map(|k| serde_json::from_value::<Jwk>(k).ok())
+            .filter(|k| matches!(k.algorithm, AlgorithmParameters::RSA(_)))
+            .collect();
+        if keys.is_empty() {
+            return Err("it holds no RSA key".into());
+        }
+        Ok(KeySet { keys })
+    }
+
+    /// Verifies `jwt` (RS256, with a `kid` naming one of our keys) and returns
+    /// its claims. Expiry and audience are the caller's business.
+    fn verify<T: DeserializeOwned>(&self, jwt: &str) -> Result<T, JwksError> {
+        let sig = |e: &dyn std::fmt::Display| JwksError::Signature(e.to_string());
+        let header = jsonwebtoken::decode_header(jwt).map_err(|e| sig(&e))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(sig(&format_args!(
+                "signed with {:?}, not RS256",
+                header.alg
+            )));
+        }
+        let kid = header
+            .kid
+            .ok_or_else(|| sig(&"the JWT names no key (kid)"))?;
+        let jwk = self
+            .keys
+            .iter()
+            .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
+            .ok_or_else(|| sig(&format_args!("no key {kid} in the team's key set")))?;
+        let key = DecodingKey::from_jwk(jwk).map_err(|e| sig(&e))?;
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        jsonwebtoken::decode::<T>(jwt, &key, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| sig(&e))
+    }
+}
+
+/// Verifies an edge-signed JWT against the key set of `auth_domain` (a bare,
+/// lower-case host name), using and refreshing the cache in `dir`.
+pub async fn verify<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    dir: &ConfigDir,
+    auth_domain: &str,
+    jwt: &str,
+) -> Result<T, JwksError> {
+    let cache = dir.jwks(auth_domain);
+    let (set, cached_at) = match read_cache(&cache) {
+        Some((set, mtime)) if age(mtime) <= FRESH_FOR => (set, Some(mtime)),
+        _ => (fetch_and_cache(http, dir, auth_domain).await?, None),
+    };
+    let err = match set.verify(jwt) {
+        Ok(claims) => return Ok(claims),
+        Err(err) => err,
+    };
+    // A set fetched just now, or less than a minute ago, is as new as it gets.
+    match cached_at {
+        Some(mtime) if age(mtime) >= REFRESH_AFTER => {
+            debug!("signature check failed with the cached key set; fetching it again");
+            fetch_and_cache(http, dir, auth_domain).await?.verify(jwt)
+        }
+        _ => Err(err),
+    }
+}
+
+fn age(mtime: SystemTime) -> Duration {
+    SystemTime::now().duration_since(mtime).unwrap_or_default()
+}
+
+/// The cached set and its mtime; a missing or unreadable cache is a miss.
+fn read_cache(path: &Path) -> Option<(KeySet, SystemTime)> {
+    let bytes = std::fs::read(path).ok()?;
+    let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
+    match KeySet::parse(&bytes) {
+        Ok(set) => Some((set, mtime)),
+        Err(reason) => {
+            debug!(path = %path.display(), %reason, "ignoring the cached key set");
+            None
+        }
+    }
+}
+
+async fn fetch_and_cache(
+    http: &reqwest::Client,
+    dir: &ConfigDir,
+    auth_domain: &str,
+) -> Result<KeySet, JwksError> {
+    let url = format!("https://{auth_domain}{CERTS_PATH}");
+    let fetch = |reason: String| JwksError::Fetch {
+        url: url.clone(),
+        reason,
+    };
+    let mut response = http
+        .get(&url)
+        .timeout(FETCH_TIMEOUT)
+        .send()
+        .await
+        .map_err(|e| fetch(crate::error::describe_reqwest(&e)))?;
+    if !response.status().is_success() {
+        return Err(fetch(format!("the server answered {}", response.status())));
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = response
+        .chunk()
+        .await
+        .map_err(|e| fetch(crate::error::describe_reqwest(&e)))?
+    {
+        body.extend_from_slice(&chunk);
+        if body.len() > MAX_SIZE {
+            return Err(fetch("it is larger than 1 MiB".into()));
+        }
+    }
+    let set = KeySet::parse(&body).map_err(|reason| JwksError::Invalid {
+        url: url.clone(),
+        reason,
+    })?;
+    if let Err(e) = dir.ensure().map_err(|e| e.to_string()).and_then(|()| {
+        atomic_file::write(&dir.jwks(auth_domain), &body, atomic_file::SECRET)
+            .map_err(|e| e.to_string())
+    }) {
+        debug!(error = %e, "cannot cache the key set; going on without");
+    }
+    Ok(set)
+}

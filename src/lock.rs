@@ -1,0 +1,365 @@
+//! The login lock (PROTOCOL.md section 3): `<token file>.lock` and
+//! `<token file>.url`, shared with the official client.
+//!
+//! When many processes need the same token at once (ssh sessions started
+//! together), exactly one takes the lock and logs in; the others wait, show
+//! the login URL the owner wrote, and pick up the token as soon as it lands.
+//! A lock whose owner is gone (no such pid, a recycled pid, a broken file, or
+//! older than ten minutes) is removed and the lock retried at once, so a
+//! crashed login never blocks the next one.
+//!
+//! Two things differ from the official client, both compatible with it: the
+//! lock file is created with its content already in it (written to a temp file
+//! and hard-linked into place, so no reader ever sees it empty), and it is
+//! removed, with the `.url` file, when the login is done.
+
+use std::io::{self, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tracing::debug;
+
+use crate::atomic_file;
+
+/// A lock older than this is stale whatever its owner is doing.
+const MAX_AGE: Duration = Duration::from_secs(600);
+/// How long a waiter waits for a live owner.
+const WAIT_LIMIT: Duration = Duration::from_secs(600);
+/// Start times within this many milliseconds name the same process.
+const START_TOLERANCE_MS: i64 = 1000;
+/// Waiters look again after this long at first, then less and less often.
+const FIRST_POLL: Duration = Duration::from_millis(20);
+const LAST_POLL: Duration = Duration::from_millis(500);
+
+/// Why the lock could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    #[error("cannot create the lock file {path}: {source}")]
+    Create { path: PathBuf, source: io::Error },
+    #[error(
+        "another process (pid {pid}) has been logging in for over 10 minutes and still holds {path}"
+    )]
+    Timeout { path: PathBuf, pid: i64 },
+}
+
+/// What a lock file says about its owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+struct Owner {
+    pid: i64,
+    start_time: i64,
+}
+
+/// The outcome of waiting: the lock, or the token another process fetched
+/// while we waited.
+pub enum Acquired {
+    Lock(LoginLock),
+    Token(String),
+}
+
+/// A held lock; dropping it removes the lock and URL files.
+#[derive(Debug)]
+pub struct LoginLock {
+    lock: PathBuf,
+    url: PathBuf,
+    owner: Owner,
+}
+
+impl LoginLock {
+    /// Writes the login URL beside the lock, so waiters can show it.
+    pub fn publish_url(&self, url: &str) {
+        if let Err(e) = atomic_file::write(&self.url, url.as_bytes(), atomic_file::SECRET) {
+            debug!(error = %e, "cannot write the login URL file");
+        }
+    }
+}
+
+impl Drop for LoginLock {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.url);
+        // Only our own lock: a waiter may have judged it stale and replaced it.
+        if read_owner(&self.lock).map(|(o, _)| o) == Some(Some(self.owner)) {
+            let _ = std::fs::remove_file(&self.lock);
+        }
+    }
+}
+
+/// Takes the lock for `token_path`, waiting while a live process holds it.
+/// While waiting, `cached` is asked for the token now and then: when the
+/// owner has stored it, that is the answer. `on_url` is called once for each
+/// new login URL the owner publishes.
+pub async fn acquire(
+    token_path: &Path,
+    mut cached: impl FnMut() -> Option<String>,
+    mut on_url: impl FnMut(i64, &str),
+) -> Result<Acquired, LockError> {
+    let lock = with_suffix(token_path, ".lock");
+    let url = with_suffix(token_path, ".url");
+    let me = Owner {
+        pid: i64::from(std::process::id()),
+        start_time: process_start_ms(std::process::id() as i64).unwrap_or(0),
+    };
+    let deadline = Instant::now() + WAIT_LIMIT;
+    let mut pause = FIRST_POLL;
+    let mut shown_url = String::new();
+    loop {
+        match try_create(&lock, me) {
+            Ok(()) => {
+                return Ok(Acquired::Lock(LoginLock {
+                    lock,
+                    url,
+                    owner: me,
+                }));
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(source) => return Err(LockError::Create { path: lock, source }),
+        }
+        let Some((owner, inode)) = read_owner(&lock) else {
+            continue; // gone between our create and our read: try again
+        };
+        let live_owner = owner.filter(|o| is_live(o, me, &lock));
+        let Some(owner) = live_owner else {
+            debug!(path = %lock.display(), "removing a stale lock");
+            if !remove_if_same(&lock, inode) {
+                tokio::time::sleep(pause).await;
+            }
+            continue;
+        };
+        if let Some(token) = cached() {
+            return Ok(Acquired::Token(token));
+        }
+        if let Ok(text) = std::fs::read_to_string(&url) {
+            let text = text.trim();
+            if !text.is_empty() && text != shown_url {
+                on_url(owner.pid, text);
+                shown_url = text.to_owned();
+            }
+        }
+        if Instant::now() >= deadline {
+            return Err(LockError::Timeout {
+                path: lock,
+                pid: owner.pid,
+            });
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 3 / 2).min(LAST_POLL);
+    }
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+/// Creates `lock` holding `owner`, failing with `AlreadyExists` if it exists.
+fn try_create(lock: &Path, owner: Owner) -> io::Result<()> {
+    let dir = lock.parent().unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(".cfaccess-lock-{:016x}.tmp", rand::random::<u64>()));
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        let mut content = serde_json::to_vec(&owner).map_err(io::Error::other)?;
+        content.push(b'\n');
+        file.write_all(&content)?;
+        std::fs::hard_link(&tmp, lock)
+    })();
+    let _ = std::fs::remove_file(&tmp);
+    result
+}
+
+/// The owner named in `lock` (`None` when the content is not a lock's) and
+/// the file's inode; `None` when the file cannot be read.
+fn read_owner(lock: &Path) -> Option<(Option<Owner>, u64)> {
+    let file = std::fs::File::open(lock).ok()?;
+    let inode = file.metadata().ok()?.ino();
+    let content = io::read_to_string(file).ok()?;
+    Some((serde_json::from_str(content.trim()).ok(), inode))
+}
+
+/// Whether the lock still belongs to a running login of another process.
+fn is_live(owner: &Owner, me: Owner, lock: &Path) -> bool {
+    if *owner == me {
+        return false; // ours, left over: we never wait for ourselves
+    }
+    let Some(start) = process_start_ms(owner.pid) else {
+        return false;
+    };
+    if (start - owner.start_time).abs() > START_TOLERANCE_MS {
+        return false; // the pid now names another process
+    }
+    let age = std::fs::metadata(lock)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .unwrap_or_default();
+    age <= MAX_AGE
+}
+
+/// Removes `lock` if it is still the file we read; true if it is gone.
+fn remove_if_same(lock: &Path, inode: u64) -> bool {
+    match std::fs::symlink_metadata(lock) {
+        Ok(m) if m.ino() == inode => {
+            std::fs::remove_file(lock).is_ok() || std::fs::symlink_metadata(lock).is_err()
+        }
+        _ => true,
+    }
+}
+
+/// When process `pid` started, in ms since the epoch, as the official client
+/// computes it: boot time plus the start ticks from `/proc/<pid>/stat`.
+/// `None` when there is no such process.
+#[cfg(target_os = "linux")]
+pub fn process_start_ms(pid: i64) -> Option<i64> {
+    if pid <= 0 {
+        return None;
+    }
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // the command name may hold spaces and parentheses: fields start after the last ')'
+    let fields = &stat[stat.rfind(')')? + 1..];
+    let ticks: i64 = fields.split_whitespace().nth(19)?.parse().ok()?;
+    let boot = std::fs::read_to_string("/proc/stat").ok()?;
+    let btime: i64 = boot
+        .lines()
+        .find_map(|l| l.strip_prefix("btime "))?
+        .trim()
+        .parse()
+        .ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    let hz = if hz > 0 { hz as i64 } else { 100 };
+    Some(ticks * 1000 / hz + btime * 1000)
+}
+
+/// Elsewhere only liveness is known; a start time of 0 stands for "unknown".
+#[cfg(not(target_os = "linux"))]
+pub fn process_start_ms(pid: i64) -> Option<i64> {
+    let pid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
+    // SAFETY: kill with signal 0 only checks for the process.
+    let alive = unsafe { libc::kill(pid, 0) } == 0
+        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    alive.then_some(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn owner_of(lock: &Path) -> Option<Owner> {
+        read_owner(lock).and_then(|(o, _)| o)
+    }
+
+    #[test]
+    fn our_start_time_matches_the_official_formula() {
+        let me = process_start_ms(i64::from(std::process::id())).unwrap();
+        let now = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(me <= now + 1000 && me > now - 3_600_000, "{me} vs {now}");
+        assert_eq!(process_start_ms(i64::from(i32::MAX)), None);
+    }
+
+    #[tokio::test]
+    async fn takes_a_free_lock_and_releases_it_with_the_url_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t-token");
+        let Acquired::Lock(lock) = acquire(&token, || None, |_, _| {}).await.unwrap() else {
+            panic!("expected the lock");
+        };
+        let lock_path = dir.path().join("t-token.lock");
+        let text = std::fs::read_to_string(&lock_path).unwrap();
+        assert!(
+            text.starts_with(&format!("{{\"pid\":{},", std::process::id())),
+            "{text}"
+        );
+        assert!(text.ends_with("}\n"));
+        lock.publish_url("https://h/cdn-cgi/access/cli?x");
+        assert!(dir.path().join("t-token.url").exists());
+        drop(lock);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn clears_stale_locks_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t-token");
+        let lock_path = dir.path().join("t-token.lock");
+        let me = i64::from(std::process::id());
+        let start = process_start_ms(me).unwrap();
+        let stale = [
+            String::new(),
+            "not json".into(),
+            format!("{{\"pid\":{},\"start_time\":1}}\n", i32::MAX), // no such process
+            format!("{{\"pid\":1,\"start_time\":{}}}\n", start + 86_400_000), // recycled pid
+            format!("{{\"pid\":{me},\"start_time\":{start}}}\n"),   // our own
+        ];
+        for content in stale {
+            std::fs::write(&lock_path, &content).unwrap();
+            let got =
+                tokio::time::timeout(Duration::from_secs(5), acquire(&token, || None, |_, _| {}))
+                    .await
+                    .expect("a stale lock must not make us wait")
+                    .unwrap();
+            assert!(matches!(got, Acquired::Lock(_)), "content {content:?}");
+            assert_eq!(owner_of(&lock_path).map(|o| o.pid), Some(me));
+        }
+    }
+
+    #[tokio::test]
+    async fn an_old_lock_of_a_live_process_is_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t-token");
+        let lock_path = dir.path().join("t-token.lock");
+        let init = process_start_ms(1).unwrap();
+        std::fs::write(&lock_path, format!("{{\"pid\":1,\"start_time\":{init}}}\n")).unwrap();
+        let old = SystemTime::now() - Duration::from_secs(601);
+        std::fs::File::options()
+            .write(true)
+            .open(&lock_path)
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let got = tokio::time::timeout(Duration::from_secs(5), acquire(&token, || None, |_, _| {}))
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(matches!(got, Acquired::Lock(_)));
+    }
+
+    #[tokio::test]
+    async fn a_waiter_shows_the_url_and_takes_the_token_the_owner_stored() {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("t-token");
+        // a live owner: pid 1 with its true start time
+        let init = process_start_ms(1).unwrap();
+        std::fs::write(
+            dir.path().join("t-token.lock"),
+            format!("{{\"pid\":1,\"start_time\":{init}}}\n"),
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("t-token.url"), "https://login\n").unwrap();
+        let mut urls = Vec::new();
+        let mut asked = 0;
+        let got = tokio::time::timeout(
+            Duration::from_secs(5),
+            acquire(
+                &token,
+                || {
+                    asked += 1;
+                    (asked == 3).then(|| "tok".to_owned())
+                },
+                |pid, url| urls.push((pid, url.to_owned())),
+            ),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+        assert!(matches!(got, Acquired::Token(t) if t == "tok"));
+        assert_eq!(urls, [(1, "https://login".to_owned())]);
+    }
+}
