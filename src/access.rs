@@ -81,9 +81,29 @@ impl Access {
         &self.store
     }
 
-    /// Finds and checks the application behind `url` (section 2).
+    /// Finds and checks the application behind `url` (section 2), and
+    /// remembers it for [`Access::known_app_info`].
     pub async fn app_info(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
-        app_info::discover(&self.http, self.store.dir(), url).await
+        app_info::discover(&self.http, self.store.dir(), url, true).await
+    }
+
+    /// The same, for a one-off URL: nothing is remembered.
+    pub async fn app_info_once(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
+        app_info::discover(&self.http, self.store.dir(), url, false).await
+    }
+
+    /// The app info for `url` verified by an earlier discovery, checked again
+    /// offline; `None` when there is none (see [`app_info::cached`]).
+    pub fn known_app_info(&self, url: &AppUrl) -> Option<AppInfo> {
+        app_info::cached(self.store.dir(), url)
+    }
+
+    /// The app info for `url`: known, else discovered.
+    pub async fn app_info_cached(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
+        match self.known_app_info(url) {
+            Some(app) => Ok(app),
+            None => self.app_info(url).await,
+        }
     }
 
     /// An app token for `app`: cached, or fetched (section 4).

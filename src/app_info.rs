@@ -9,7 +9,9 @@
 use std::time::Duration;
 
 use serde::Deserialize;
+use tracing::debug;
 
+use crate::atomic_file;
 use crate::config_dir::ConfigDir;
 use crate::host::AppUrl;
 use crate::jwks::{self, JwksError};
@@ -89,14 +91,38 @@ struct MetadataClaims {
     iat: i64,
 }
 
-/// Asks the edge which application protects `url`, and checks its answer.
+/// Asks the edge which application protects `url`, checks its answer, and
+/// with `remember` keeps the signed answer for [`cached`] (not for one-off
+/// URLs such as `curl`'s, whose paths would litter the config dir).
 pub async fn discover(
     http: &reqwest::Client,
     dir: &ConfigDir,
     url: &AppUrl,
+    remember: bool,
 ) -> Result<AppInfo, AppInfoError> {
     let jwt = fetch_metadata(http, url).await?;
-    verify_metadata(http, dir, url, &jwt).await
+    let info = verify_metadata(http, dir, url, &jwt).await?;
+    if !remember {
+        return Ok(info);
+    }
+    let path = dir.app_metadata(&url.key_stem());
+    if let Err(e) = atomic_file::write(&path, jwt.as_bytes(), atomic_file::SECRET) {
+        debug!(path = %path.display(), error = %e, "cannot keep the app metadata");
+    }
+    Ok(info)
+}
+
+/// The app info for `url` from the metadata kept by an earlier [`discover`],
+/// checked again exactly as a fresh answer would be (signature against the
+/// cached key set, host, age under 24 hours), with no request at all. `None`
+/// when there is none that still checks out: then discover.
+pub fn cached(dir: &ConfigDir, url: &AppUrl) -> Option<AppInfo> {
+    let jwt = std::fs::read_to_string(dir.app_metadata(&url.key_stem())).ok()?;
+    let jwt = jwt.trim();
+    let unverified: MetadataClaims = jsonwebtoken::dangerous::insecure_decode_claims(jwt).ok()?;
+    let auth_domain = auth_domain_host(&unverified.auth_domain).ok()?;
+    let claims: MetadataClaims = jwks::verify_offline(dir, &auth_domain, jwt)?;
+    app_info_from(claims, auth_domain, &url.hostname(), jwt::now()).ok()
 }
 
 /// The signed metadata JWT the edge returns for `url`.
@@ -145,7 +171,17 @@ pub async fn verify_metadata(
                 url: url.to_string(),
                 source,
             })?;
-    check_claims(&claims, &url.hostname(), jwt::now())?;
+    app_info_from(claims, auth_domain, &url.hostname(), jwt::now())
+}
+
+/// Checks verified claims for the host `asked` and makes the app info.
+fn app_info_from(
+    claims: MetadataClaims,
+    auth_domain: String,
+    asked: &str,
+    now: i64,
+) -> Result<AppInfo, AppInfoError> {
+    check_claims(&claims, asked, now)?;
     let app_hostname = if claims.app_hostname.is_empty() {
         claims.hostname
     } else {

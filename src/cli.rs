@@ -64,6 +64,10 @@ pub enum Action {
     /// instead of logging in.
     #[command(disable_help_flag = true)]
     Curl(CurlArgs),
+
+    /// Carry a TCP stream (ssh, rdp, smb…) to an Access application
+    #[command(visible_aliases = ["ssh", "rdp", "smb"], long_about = TCP_ABOUT)]
+    Tcp(TcpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -115,6 +119,84 @@ pub struct CurlArgs {
     )]
     pub args: Vec<String>,
 }
+
+#[derive(Debug, Args)]
+pub struct TcpArgs {
+    /// Hostname (or URL) of the Access application
+    #[arg(
+        long,
+        short = 'T',
+        visible_alias = "tunnel-host",
+        env = "TUNNEL_SERVICE_HOSTNAME",
+        value_name = "HOST"
+    )]
+    pub hostname: Option<String>,
+
+    /// Address to reach through a bastion app (Cf-Access-Jump-Destination)
+    #[arg(long, env = "TUNNEL_SERVICE_DESTINATION", value_name = "HOST:PORT")]
+    pub destination: Option<String>,
+
+    /// Listen on this local address and carry each connection, instead of stdin/stdout
+    #[arg(
+        long,
+        short = 'L',
+        visible_alias = "listener",
+        env = "TUNNEL_SERVICE_URL",
+        value_name = "ADDR"
+    )]
+    pub url: Option<String>,
+
+    /// The same as --url
+    #[arg(value_name = "ADDR", conflicts_with = "url")]
+    pub listen: Option<String>,
+
+    /// Extra request header, 'Name: value' (repeatable)
+    #[arg(long, short = 'H', value_name = "HEADER")]
+    pub header: Vec<String>,
+
+    /// Access service token client id (skips the browser login)
+    #[arg(
+        long,
+        visible_alias = "id",
+        env = "TUNNEL_SERVICE_TOKEN_ID",
+        value_name = "ID",
+        hide_env_values = true
+    )]
+    pub service_token_id: Option<String>,
+
+    /// Access service token client secret
+    #[arg(
+        long,
+        visible_alias = "secret",
+        env = "TUNNEL_SERVICE_TOKEN_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
+    pub service_token_secret: Option<String>,
+
+    /// Write logs to this file (appended) instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub logfile: Option<std::path::PathBuf>,
+
+    /// Write logs to cfaccess.log in this directory instead of stderr
+    #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
+    pub log_directory: Option<std::path::PathBuf>,
+}
+
+const TCP_ABOUT: &str = "\
+Carry a TCP stream (ssh, rdp, smb…) to an Access application
+
+By default stdin and stdout are the stream, for an ssh ProxyCommand:
+
+    ProxyCommand cfaccess access ssh --hostname %h
+
+With --url (or an address argument) it listens there instead and carries
+every accepted connection, until interrupted:
+
+    cfaccess access tcp --hostname rdp.example.com --url 127.0.0.1:3389
+
+It logs in when Access asks for it (a cached token, the org token, or the
+browser); with a service token it never does.";
 
 /// Log levels, with the official client's names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -244,6 +326,58 @@ mod tests {
             &["cfaccess", "--log-level", "debug", "token", "https://x"],
             &["cfaccess", "access", "token", "--app=https://x"],
             &["cfaccess", "access", "curl", "https://x", "-v", "--help"],
+            &["cfaccess", "access", "ssh", "--hostname", "h"],
+            &[
+                "cfaccess",
+                "forward",
+                "tcp",
+                "-T",
+                "h",
+                "-L",
+                "127.0.0.1:2222",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "rdp",
+                "--tunnel-host",
+                "h",
+                "--url",
+                "localhost:3389",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "smb",
+                "-hostname=h",
+                "-H",
+                "a: b",
+                "-H",
+                "c: d",
+            ],
+            &[
+                "cfaccess",
+                "ssh",
+                "--hostname",
+                "h",
+                "--id",
+                "i",
+                "--secret",
+                "s",
+                "--loglevel",
+                "debug",
+            ],
+            &[
+                "cfaccess",
+                "ssh",
+                "--hostname",
+                "h",
+                "--destination",
+                "10.0.0.1:22",
+                "--logfile",
+                "/tmp/x",
+            ],
+            &["cfaccess", "tcp", "--hostname", "h", "127.0.0.1:2222"],
         ] {
             let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());

@@ -95,6 +95,12 @@ impl ConfigDir {
             .join(format!("{auth_domain}-jwks").replace('/', "-"))
     }
 
+    /// `<stem>-metadata`: the signed app metadata last verified for a URL
+    /// (cfaccess's own file; the official client ignores it).
+    pub fn app_metadata(&self, key_stem: &str) -> PathBuf {
+        self.path.join(format!("{key_stem}-metadata"))
+    }
+
     /// `<stem>-cf_key`, the ssh private key for a host (see
     /// [`crate::host::AppUrl::key_stem`]); `.pub` and `-cert.pub` sit beside it.
     pub fn ssh_key(&self, key_stem: &str) -> PathBuf {

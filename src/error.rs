@@ -42,6 +42,11 @@ impl<T, E: Into<anyhow::Error>> WithHint<T> for Result<T, E> {
 
 /// The one line printed for a failed command: `error: <chain>; hint: <hint>`.
 pub fn one_line(err: &anyhow::Error) -> String {
+    format!("error: {}", describe(err))
+}
+
+/// An error's chain and hint on one line, without the `error:` prefix.
+pub fn describe(err: &anyhow::Error) -> String {
     let mut parts: Vec<String> = Vec::new();
     let mut hint = None;
     for cause in err.chain() {
@@ -58,7 +63,7 @@ pub fn one_line(err: &anyhow::Error) -> String {
         }
         parts.push(text);
     }
-    let mut line = format!("error: {}", parts.join(": "));
+    let mut line = parts.join(": ");
     if let Some(hint) = hint {
         line.push_str("; hint: ");
         line.push_str(&hint);
@@ -66,11 +71,20 @@ pub fn one_line(err: &anyhow::Error) -> String {
     line.replace(['\n', '\r'], " ")
 }
 
+/// What to do about a certificate we do not trust.
+pub const TLS_HINT: &str = "the server's certificate is not trusted here: check the hostname, SSL_CERT_FILE and CFACCESS_EDGE";
+
 /// What to do about the library's errors, where the error itself does not say.
 fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     use crate::access::AccessError;
     use crate::app_info::AppInfoError as A;
     use crate::login_service::LoginError as L;
+    if let Some(e) = cause.downcast_ref::<crate::carrier::CarrierError>() {
+        return match e {
+            crate::carrier::CarrierError::Access(e) => advice(e),
+            e => e.hint(),
+        };
+    }
     // transparent wrappers hide the wrapped error from the chain
     if let Some(e) = cause.downcast_ref::<AccessError>() {
         match e {
@@ -135,28 +149,24 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
 /// says something a user can act on (refused, timed out, name not found, a
 /// certificate not trusted), rather than hyper's "error sending request".
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    tracing::debug!("request failed: {e:?}");
     if e.is_timeout() {
         return "timed out".into();
     }
     let mut deepest: Option<String> = None;
     let mut cause = e.source();
     while let Some(c) = cause {
+        if let Some(tls) = find::<rustls::Error>(c) {
+            return format!("TLS handshake failed: {tls}");
+        }
         if let Some(io) = c.downcast_ref::<io::Error>() {
-            if let Some(tls) = io.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
-                return format!("TLS handshake failed: {tls}");
-            }
             match io.kind() {
                 io::ErrorKind::ConnectionRefused => return "connection refused".into(),
                 io::ErrorKind::TimedOut => return "timed out".into(),
                 io::ErrorKind::ConnectionReset => return "connection reset by the server".into(),
-                io::ErrorKind::UnexpectedEof => {
-                    return "the server closed the connection".into();
-                }
+                io::ErrorKind::UnexpectedEof => return "the server closed the connection".into(),
                 _ => {}
             }
-        }
-        if let Some(tls) = c.downcast_ref::<rustls::Error>() {
-            return format!("TLS handshake failed: {tls}");
         }
         let text = c.to_string();
         if !text.is_empty() {
@@ -165,6 +175,22 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
         cause = c.source();
     }
     deepest.unwrap_or_else(|| e.to_string())
+}
+
+/// An error of type `T` in `e` or below it, looking inside `io::Error`s too
+/// (their `source` skips the error they wrap).
+fn find<'a, T: StdError + 'static>(e: &'a (dyn StdError + 'static)) -> Option<&'a T> {
+    if let Some(t) = e.downcast_ref::<T>() {
+        return Some(t);
+    }
+    let inner = e.downcast_ref::<io::Error>().and_then(|io| io.get_ref());
+    if let Some(inner) = inner {
+        let inner: &(dyn StdError + 'static) = inner;
+        if let Some(t) = find::<T>(inner) {
+            return Some(t);
+        }
+    }
+    e.source().and_then(find::<T>)
 }
 
 #[cfg(test)]

@@ -116,6 +116,21 @@ pub async fn verify<T: DeserializeOwned>(
     }
 }
 
+/// Verifies `jwt` against the cached key set alone: no request is made, and
+/// `None` means "cannot tell offline" (no fresh cache, or no matching key),
+/// not "forged". The fast paths (`token`, a ProxyCommand with a cached token)
+/// use this to trust app info they verified earlier.
+pub fn verify_offline<T: DeserializeOwned>(
+    dir: &ConfigDir,
+    auth_domain: &str,
+    jwt: &str,
+) -> Option<T> {
+    match read_cache(&dir.jwks(auth_domain)) {
+        Some((set, mtime)) if age(mtime) <= FRESH_FOR => set.verify(jwt).ok(),
+        _ => None,
+    }
+}
+
 fn age(mtime: SystemTime) -> Duration {
     SystemTime::now().duration_since(mtime).unwrap_or_default()
 }

@@ -7,6 +7,7 @@ pub mod access;
 pub mod app_info;
 pub mod atomic_file;
 pub mod browser;
+pub mod carrier;
 pub mod cli;
 mod commands;
 pub mod config_dir;
@@ -20,6 +21,7 @@ pub mod lock;
 pub mod logging;
 pub mod login_service;
 pub mod org_exchange;
+pub mod stdio;
 pub mod token_check;
 pub mod token_store;
 
@@ -35,7 +37,6 @@ pub fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };
-    logging::init(cli.log_level);
     match commands::run(cli) {
         Ok(code) => code,
         Err(err) => {

@@ -17,6 +17,8 @@ fn the_config_dir_looks_like_cloudflareds() {
             format!("{AUTH_DOMAIN}-jwks"),
             format!("{AUTH_DOMAIN}-org-token"),
             format!("{APP_HOST}-{aud}-token"),
+            // cfaccess's own: the signed app metadata, checked again offline
+            format!("{APP_HOST}-metadata"),
         ]
     );
     for name in env.dir_entries() {
@@ -65,7 +67,7 @@ fn the_jwks_cache_is_reused_and_refreshed_after_a_key_rotation() {
     let env = TestEnv::new();
     env.login();
     assert_eq!(env.edge.count(Endpoint::Jwks), 1);
-    env.run(&["token", APP]).success();
+    env.login();
     assert_eq!(env.edge.count(Endpoint::Jwks), 1, "a fresh cache is used");
 
     // the edge rotates twice: the cached set knows neither signing key now
@@ -79,7 +81,7 @@ fn the_jwks_cache_is_reused_and_refreshed_after_a_key_rotation() {
         .unwrap()
         .set_modified(two_minutes_ago)
         .unwrap();
-    env.run(&["token", APP]).success();
+    env.login();
     assert_eq!(
         env.edge.count(Endpoint::Jwks),
         2,

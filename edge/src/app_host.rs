@@ -9,6 +9,9 @@
 //! token check (`cloudflared_token_check=true`) and every client watch for;
 //! except a bad service token, which is refused outright (403) so that no
 //! client starts a browser login for it.
+//!
+//! A websocket upgrade is handed to the carrier (`carrier`), which answers
+//! it by the same rules and then relays to the app's TCP origin.
 
 use std::sync::Arc;
 
@@ -19,6 +22,7 @@ use axum::{Extension, Json};
 use subtle::ConstantTimeEq;
 use url::form_urlencoded;
 
+use crate::carrier;
 use crate::counters::Endpoint;
 use crate::discovery;
 use crate::edge::EdgeState;
@@ -29,9 +33,18 @@ use crate::tokens::Kind;
 
 /// Who a request was let through as.
 #[derive(Debug)]
-enum Principal {
+pub(crate) enum Principal {
     User(String),
     ServiceToken(String),
+}
+
+impl std::fmt::Display for Principal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Principal::User(email) => f.write_str(email),
+            Principal::ServiceToken(name) => write!(f, "service token {name}"),
+        }
+    }
 }
 
 /// The fallback for every path of an app host.
@@ -46,16 +59,18 @@ pub(crate) async fn request(
             "access-edge: no such app",
         );
     };
-    let headers = request.headers();
-    let uri = request.uri();
-    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
-
-    if header_str(headers, "cf-access-metadata-request")
+    let path_and_query = request.uri().path_and_query().map_or("/", |p| p.as_str());
+    if header_str(request.headers(), "cf-access-metadata-request")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"))
     {
         edge.counters.hit(Endpoint::Discovery);
         return discovery::login_redirect(&edge, app, &target.host, path_and_query, true);
     }
+    if carrier::is_upgrade(&request) {
+        return carrier::upgrade(edge.clone(), target, request).await;
+    }
+    let headers = request.headers();
+    let uri = request.uri();
     let token_check = uri.query().is_some_and(|q| {
         form_urlencoded::parse(q.as_bytes())
             .any(|(k, v)| k == "cloudflared_token_check" && v == "true")
@@ -78,7 +93,7 @@ pub(crate) async fn request(
 
 /// The principal a request carries; `Ok(None)` when it carries none that is
 /// valid (a login is needed), `Err` for a bad service token.
-fn authenticate(
+pub(crate) fn authenticate(
     edge: &EdgeState,
     app: &App,
     headers: &axum::http::HeaderMap,

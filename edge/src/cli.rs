@@ -13,13 +13,15 @@ A local stand-in for the Cloudflare Access edge.
 
 It answers everything an Access client says on the wire (app discovery, the
 JWKS, the login page, the login service's token transfer, the org-token
-exchange, the token check, service tokens) exactly as the real edge does, over
-TLS from a local CA, so that cfaccess and `cloudflared access` run their whole
-flow against it with no internet.
+exchange, the token check, service tokens, and websocket upgrades carried to
+each app's TCP origin, as `cloudflared access ssh` uses them) exactly as the
+real edge does, over TLS from a local CA, so that cfaccess and `cloudflared
+access` run their whole flow against it with no internet.
 
 With no arguments it serves a demo team (demo.cloudflareaccess.com) and the app
-ssh.demo.test, open to *@example.com, on a free port of 127.0.0.1, and prints
-what it serves and how to point a client at it.";
+ssh.demo.test, open to *@example.com, whose websockets reach 127.0.0.1:22 (see
+--origin), on a free port of 127.0.0.1, and prints what it serves and how to
+point a client at it.";
 
 const AFTER_HELP: &str = "\
 Files in the state dir:
@@ -35,10 +37,20 @@ Files in the state dir:
   control.sock                the control socket (0600) for revoke, rotate-keys,
                               expire-previous-key and stats
 
+Carried connections: a websocket upgrade on an app host with a valid app token
+(or an allowed service token) is connected to the app's `origin`; a bastion
+app (`destinations` in the config) connects to the Cf-Access-Jump-Destination
+the client names (`--destination`) if its allow-list has it. Without a token
+the upgrade gets the usual 302 to the login path; an origin that cannot be
+reached gets 502. `stats` shows the connections and bytes carried. With the
+client pointed at the edge:
+  ssh -o ProxyCommand='cfaccess access ssh --hostname %h' ssh.demo.test
+
 Examples:
   access-edge
   access-edge --config team.toml --state-dir ~/.access-edge --listen 127.0.0.1:8443
   access-edge --auto-approve alice@example.com
+  access-edge --origin 127.0.0.1:2222
   access-edge revoke alice@example.com --state-dir ~/.access-edge";
 
 #[derive(Debug, Parser)]
@@ -75,6 +87,12 @@ pub struct ServeArgs {
     /// 127.0.0.1:443 for a hosts-file setup with the real names)
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:0")]
     pub listen: SocketAddr,
+
+    /// The TCP origin (HOST:PORT) that websockets on the app are carried to,
+    /// in place of the config's; for a config of one app only, such as the
+    /// built-in demo [demo default: 127.0.0.1:22]
+    #[arg(long, value_name = "HOST:PORT")]
+    pub origin: Option<String>,
 
     /// Approve every login page at once as EMAIL (if the app's policy allows
     /// it), for runs with no person at the browser
@@ -130,7 +148,7 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
     },
-    /// Print the running edge's request counters
+    /// Print the running edge's request counters and carried connections
     Stats {
         /// The state dir of the running edge
         #[arg(long, value_name = "DIR")]

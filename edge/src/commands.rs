@@ -63,7 +63,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 /// Serves until SIGINT or SIGTERM.
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(&args.log_level);
-    let (config, config_source) = choose_config(&args)?;
+    let (mut config, config_source) = choose_config(&args)?;
+    if let Some(origin) = &args.origin {
+        set_origin(&mut config, origin, &config_source)?;
+    }
     let opts = EdgeOptions {
         config: config.clone(),
         state_dir: args.state_dir.clone(),
@@ -108,6 +111,25 @@ fn choose_config(args: &ServeArgs) -> anyhow::Result<(Config, String)> {
         }
     }
     Ok((Config::demo(), "the built-in demo".into()))
+}
+
+/// `--origin`: the origin of the served config's only app.
+fn set_origin(config: &mut Config, origin: &str, source: &str) -> anyhow::Result<()> {
+    let [app] = config.apps.as_mut_slice() else {
+        return Err(UsageError(format!(
+            "--origin sets the origin of a config's only app, and {source} has {} apps: set `origin` in each [[apps]] entry instead",
+            config.apps.len()
+        ))
+        .into());
+    };
+    app.origin = Some(origin.trim().to_owned());
+    if config.validate().is_err() {
+        return Err(UsageError(format!(
+            "--origin: {origin:?} is not HOST:PORT (like 127.0.0.1:2222)"
+        ))
+        .into());
+    }
+    Ok(())
 }
 
 /// Logs on stderr: the edge's own messages at `level`, its dependencies'
@@ -186,6 +208,9 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
         if let Some(origin) = &app.origin {
             line("  origin", origin);
         }
+        if !app.destinations.is_empty() {
+            line("  destinations", &app.destinations.join(", "));
+        }
     }
     if !config.identities.is_empty() {
         line("identities", &config.identities.join(", "));
@@ -213,8 +238,13 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
         .first()
         .map(|a| a.hostname.replace("*.", "www."))
         .unwrap_or_default();
+    let ssh = if config.apps.first().is_some_and(|a| a.origin.is_some()) {
+        format!("  ssh -o ProxyCommand='cfaccess access ssh --hostname %h' {first_app}\n")
+    } else {
+        String::new()
+    };
     let banner = format!(
-        "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n  cfaccess login https://{first_app}\n",
+        "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n  cfaccess login https://{first_app}\n{ssh}",
         addr = edge.addr(),
         profile = access_edge::shell_word(&edge.profile_path()),
         browser = access_edge::shell_word(&edge.browser_path()),
@@ -265,6 +295,15 @@ fn control_command(state_dir: &Path, command: ControlCommand) -> anyhow::Result<
             "total",
             reply.total.unwrap_or_default()
         )?;
+        let carried = reply.carried.unwrap_or_default();
+        for (name, value) in [
+            ("carried", carried.total),
+            ("carried_active", carried.active),
+            ("bytes_to_origin", carried.bytes_to_origin),
+            ("bytes_to_client", carried.bytes_to_client),
+        ] {
+            writeln!(stdout, "{name:<16} {value}")?;
+        }
     } else {
         writeln!(stdout, "{}", reply.message)?;
     }

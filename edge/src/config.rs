@@ -18,7 +18,12 @@
 //! # aud = "…"                        # else generated and kept in the state dir
 //! allow = ["*@acme.test"]            # "alice@acme.test", "*@acme.test" or "*"
 //! service_tokens = ["ci"]
-//! origin = "127.0.0.1:22"
+//! origin = "127.0.0.1:22"            # where the websocket carrier connects
+//!
+//! [[apps]]
+//! hostname = "jump.acme.test"        # a bastion: the client names the destination
+//! allow = ["*@acme.test"]
+//! destinations = ["10.0.0.5:22", "db.internal:5432"]   # or ["*"]
 //!
 //! [[service_tokens]]
 //! name = "ci"
@@ -88,7 +93,9 @@ pub struct AppConfig {
     /// The TCP origin (`HOST:PORT`) that the websocket carrier connects to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub origin: Option<String>,
-    /// For a bastion app: the destinations (`HOST:PORT`) a client may ask for.
+    /// For a bastion app: the destinations (`HOST:PORT`, or `*` for any) a
+    /// client may ask for with `Cf-Access-Jump-Destination`. With an `origin`
+    /// too, the origin is where a request naming no destination goes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
 }
@@ -389,9 +396,9 @@ impl Config {
                     .map_err(|e| ConfigError::new(format!("app {host}: origin: {e}")))?;
             }
             for destination in &app.destinations {
-                if destination.trim().is_empty() || destination.contains(char::is_whitespace) {
+                if destination != "*" && check_host_port(destination).is_err() {
                     return Err(ConfigError::new(format!(
-                        "app {host}: destinations: {destination:?} is not a destination"
+                        "app {host}: destinations: {destination:?} is not HOST:PORT or \"*\""
                     )));
                 }
             }
@@ -401,7 +408,7 @@ impl Config {
 }
 
 /// Checks a `HOST:PORT` (IPv6 in brackets).
-fn check_host_port(text: &str) -> Result<(), String> {
+pub(crate) fn check_host_port(text: &str) -> Result<(), String> {
     let bad = || format!("{text:?} is not HOST:PORT");
     let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
     let host = host
@@ -546,6 +553,10 @@ client_secret = "xyz"
                 "HOST:PORT",
             ),
             ("[[apps]]\nhostname = \"x.y\"\naud = \"a b\"", "aud"),
+            (
+                "[[apps]]\nhostname = \"x.y\"\ndestinations = [\"db.internal\"]",
+                "destinations",
+            ),
             (
                 "identities = [\"bob\"]\n[[apps]]\nhostname = \"x.y\"",
                 "identities",

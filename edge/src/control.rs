@@ -9,7 +9,7 @@
 //! → {"cmd":"revoke","email":"alice@example.com"}
 //! ← {"ok":true,"message":"revoked every token issued to alice@example.com so far"}
 //! → {"cmd":"stats"}
-//! ← {"ok":true,"message":"","counters":{"discovery":1,…},"total":3}
+//! ← {"ok":true,"message":"","counters":{"discovery":1,…},"total":3,"carried":{"total":1,…}}
 //! ```
 
 use std::collections::BTreeMap;
@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::counters::Endpoint;
+use crate::counters::{CarrierStats, Endpoint};
 use crate::edge::EdgeState;
 use crate::error::EdgeError;
 use crate::state::{StateDir, files};
@@ -52,6 +52,9 @@ pub struct Reply {
     pub counters: Option<BTreeMap<Endpoint, u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub total: Option<u64>,
+    /// With the counters: the carrier's connections and bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub carried: Option<CarrierStats>,
 }
 
 impl Reply {
@@ -61,6 +64,7 @@ impl Reply {
             message: message.into(),
             counters: None,
             total: None,
+            carried: None,
         }
     }
 
@@ -213,6 +217,7 @@ async fn run(edge: &Arc<EdgeState>, command: Command) -> Reply {
         Command::Stats => Reply {
             counters: Some(edge.counters.snapshot()),
             total: Some(edge.counters.total()),
+            carried: Some(edge.carried.snapshot()),
             ..Reply::ok("")
         },
     }

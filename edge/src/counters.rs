@@ -1,8 +1,11 @@
 //! Per-endpoint request counters, so that tests can tell what a client did on
 //! the wire (one login page visit for twenty concurrent logins, no request at
-//! all on a cache hit) without parsing logs.
+//! all on a cache hit) without parsing logs; and the carrier's connection and
+//! byte counts, so they can tell that a session ended (none left active) and
+//! that every byte went through.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
@@ -30,13 +33,15 @@ pub enum Endpoint {
     TokenCheck,
     /// Any other request on an app host, authenticated or not.
     AppRequest,
+    /// A websocket upgrade asked on an app host, whatever its answer.
+    Websocket,
     /// A request for a host or path the edge does not serve.
     Unknown,
 }
 
 impl Endpoint {
     /// Every endpoint, in display order.
-    pub const ALL: [Endpoint; 10] = [
+    pub const ALL: [Endpoint; 11] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::LoginPage,
@@ -46,6 +51,7 @@ impl Endpoint {
         Endpoint::Authorized,
         Endpoint::TokenCheck,
         Endpoint::AppRequest,
+        Endpoint::Websocket,
         Endpoint::Unknown,
     ];
 
@@ -61,6 +67,7 @@ impl Endpoint {
             Endpoint::Authorized => "authorized",
             Endpoint::TokenCheck => "token_check",
             Endpoint::AppRequest => "app_request",
+            Endpoint::Websocket => "websocket",
             Endpoint::Unknown => "unknown",
         }
     }
@@ -98,6 +105,65 @@ impl Counters {
     }
 }
 
+/// The carrier's counts, as [`crate::Edge::carried`] reports them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierStats {
+    /// Websockets connected to an origin (answered 101) so far.
+    pub total: u64,
+    /// Those still relaying.
+    pub active: u64,
+    /// Payload bytes written to origins.
+    pub bytes_to_origin: u64,
+    /// Payload bytes sent to clients.
+    pub bytes_to_client: u64,
+}
+
+/// The live carrier counts: atomics bumped by every relay.
+#[derive(Debug, Default)]
+pub(crate) struct Carried {
+    total: AtomicU64,
+    active: AtomicU64,
+    to_origin: AtomicU64,
+    to_client: AtomicU64,
+}
+
+impl Carried {
+    /// Counts a connection that starts now; it stays active until the guard
+    /// is dropped, however its task ends (even aborted).
+    pub fn start(self: &Arc<Self>) -> ActiveGuard {
+        self.total.fetch_add(1, Ordering::Relaxed);
+        self.active.fetch_add(1, Ordering::Relaxed);
+        ActiveGuard(self.clone())
+    }
+
+    pub fn to_origin(&self, bytes: usize) {
+        self.to_origin.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn to_client(&self, bytes: usize) {
+        self.to_client.fetch_add(bytes as u64, Ordering::Relaxed);
+    }
+
+    pub fn snapshot(&self) -> CarrierStats {
+        CarrierStats {
+            total: self.total.load(Ordering::Relaxed),
+            active: self.active.load(Ordering::Relaxed),
+            bytes_to_origin: self.to_origin.load(Ordering::Relaxed),
+            bytes_to_client: self.to_client.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// One active carried connection (see [`Carried::start`]).
+#[derive(Debug)]
+pub(crate) struct ActiveGuard(Arc<Carried>);
+
+impl Drop for ActiveGuard {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +179,27 @@ mod tests {
         assert_eq!(c.get(Endpoint::Jwks), 0);
         assert_eq!(c.total(), 3);
         assert_eq!(c.snapshot().len(), Endpoint::ALL.len());
+    }
+
+    #[test]
+    fn carried_connections_stay_active_until_their_guard_goes() {
+        let carried = Arc::new(Carried::default());
+        let first = carried.start();
+        let second = carried.start();
+        carried.to_origin(10);
+        carried.to_client(7);
+        drop(first);
+        assert_eq!(
+            carried.snapshot(),
+            CarrierStats {
+                total: 2,
+                active: 1,
+                bytes_to_origin: 10,
+                bytes_to_client: 7
+            }
+        );
+        drop(second);
+        assert_eq!(carried.snapshot().active, 0);
     }
 
     #[test]

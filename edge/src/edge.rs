@@ -17,7 +17,7 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::control;
-use crate::counters::{Counters, Endpoint};
+use crate::counters::{Carried, CarrierStats, Counters, Endpoint};
 use crate::error::EdgeError;
 use crate::faults::Faults;
 use crate::login_service::LoginService;
@@ -91,7 +91,10 @@ pub(crate) struct EdgeState {
     pub login_service: LoginService,
     pub exchange: Exchange,
     pub counters: Counters,
+    pub carried: Arc<Carried>,
     pub faults: Faults,
+    /// Turns true when the edge stops: carried connections end then.
+    pub stopping: watch::Receiver<bool>,
     settings: Mutex<Settings>,
     /// Dropped last: a temporary state dir goes away with the final handler.
     pub state: StateDir,
@@ -182,6 +185,7 @@ impl Edge {
             tls,
             ca_pem,
             edge_binary,
+            stop,
         } = prepared;
 
         let server = axum_server::Handle::new();
@@ -203,7 +207,7 @@ impl Edge {
             return Err(EdgeError::Runtime("the server did not start".into()));
         };
 
-        let (stop, stop_rx) = watch::channel(false);
+        let stop_rx = state.stopping.clone();
         let names = state.site.served_names();
         let ready = control::bind(&state.state).and_then(|control| {
             profile::write(&state.state, &ca_pem, &names, addr, &edge_binary)?;
@@ -359,6 +363,31 @@ impl Edge {
         self.state.faults.set_metadata_fault(fault);
     }
 
+    /// Websocket connections carried so far, those still active, and the
+    /// bytes they carried each way.
+    pub fn carried(&self) -> CarrierStats {
+        self.state.carried.snapshot()
+    }
+
+    /// Cut every carried connection (running ones too) abruptly, with no
+    /// close frame, once it has relayed `bytes` from its origin to its client
+    /// (`None`: stop cutting). Counted per connection from its start.
+    pub fn cut_websockets_after(&self, bytes: Option<u64>) {
+        self.state.faults.cut_websockets_after(bytes);
+    }
+
+    /// Answer every authorised websocket upgrade with the `502 Bad Gateway`
+    /// of an origin that refused the connection (or stop doing so).
+    pub fn refuse_origin(&self, refuse: bool) {
+        self.state.faults.refuse_origin(refuse);
+    }
+
+    /// Wait `delay` before answering each websocket upgrade, whatever the
+    /// answer (`None`: answer at once).
+    pub fn delay_handshake(&self, delay: Option<Duration>) {
+        self.state.faults.delay_handshake(delay);
+    }
+
     /// Lifetimes of the tokens minted from now on.
     pub fn set_token_lifetimes(&self, app: Duration, org: Duration) {
         self.state.update_settings(|s| {
@@ -450,6 +479,7 @@ struct Prepared {
     tls: Arc<rustls::ServerConfig>,
     ca_pem: String,
     edge_binary: PathBuf,
+    stop: watch::Sender<bool>,
 }
 
 fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
@@ -484,10 +514,12 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
         .edge_binary
         .clone()
         .unwrap_or_else(profile::default_edge_binary);
+    let (stop, stopping) = watch::channel(false);
     Ok(Prepared {
         ca_pem: ca.cert_pem().to_owned(),
         tls,
         edge_binary,
+        stop,
         state: Arc::new(EdgeState {
             tokens: Tokens::new(&site.auth_domain),
             site,
@@ -495,7 +527,9 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
             login_service,
             exchange: Exchange::default(),
             counters: Counters::default(),
+            carried: Arc::default(),
             faults: Faults::default(),
+            stopping,
             settings: Mutex::new(settings),
             state,
         }),

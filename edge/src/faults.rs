@@ -1,9 +1,14 @@
 //! Faults a test can inject, to see how a client copes with a login service
 //! that fails or never answers (PROTOCOL.md 4.4: a status of 500 or more is an
 //! error for the client; a hung poll must end in the client's own timeout),
-//! and with app metadata that must not be trusted (PROTOCOL.md 2.3–2.5).
+//! with app metadata that must not be trusted (PROTOCOL.md 2.3–2.5), and with
+//! a carrier that is slow to answer, cannot reach its origin, or cuts a
+//! session mid-transfer (PROTOCOL.md 6: the client must end with an error,
+//! promptly, never hang).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
 
 /// What the next transfer poll should do instead of its normal work.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,7 +38,7 @@ pub enum MetadataFault {
     ForeignAuthDomain,
 }
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Faults {
     /// The flaw put into app metadata, if any.
     metadata: Mutex<Option<MetadataFault>>,
@@ -41,6 +46,26 @@ pub(crate) struct Faults {
     fail: Mutex<(u32, u16)>,
     /// How many polls are left to stall.
     stall: Mutex<u32>,
+    /// Cut each carried connection once it has sent this many bytes to its
+    /// client (`u64::MAX`: never). An atomic: every origin read looks at it.
+    cut_after: AtomicU64,
+    /// Answer every upgrade as if the origin refused.
+    refuse_origin: AtomicBool,
+    /// Wait this long before answering an upgrade.
+    handshake_delay: Mutex<Option<Duration>>,
+}
+
+impl Default for Faults {
+    fn default() -> Self {
+        Faults {
+            metadata: Mutex::default(),
+            fail: Mutex::default(),
+            stall: Mutex::default(),
+            cut_after: AtomicU64::new(u64::MAX),
+            refuse_origin: AtomicBool::new(false),
+            handshake_delay: Mutex::default(),
+        }
+    }
 }
 
 impl Faults {
@@ -62,6 +87,44 @@ impl Faults {
     /// The flaw to put into metadata now.
     pub fn metadata_fault(&self) -> Option<MetadataFault> {
         *self.metadata.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Cut every carried connection, running ones included, abruptly (no
+    /// close frame) once it has relayed `bytes` to its client (`None`: stop).
+    pub fn cut_websockets_after(&self, bytes: Option<u64>) {
+        self.cut_after
+            .store(bytes.unwrap_or(u64::MAX), Ordering::Relaxed);
+    }
+
+    /// How many bytes a carried connection may send its client before it is
+    /// cut.
+    pub fn cut_after(&self) -> Option<u64> {
+        let limit = self.cut_after.load(Ordering::Relaxed);
+        (limit != u64::MAX).then_some(limit)
+    }
+
+    /// Answer upgrades with the 502 of an origin that refused (or stop).
+    pub fn refuse_origin(&self, refuse: bool) {
+        self.refuse_origin.store(refuse, Ordering::Relaxed);
+    }
+
+    pub fn origin_refused(&self) -> bool {
+        self.refuse_origin.load(Ordering::Relaxed)
+    }
+
+    /// Wait `delay` before answering each upgrade (`None`: answer at once).
+    pub fn delay_handshake(&self, delay: Option<Duration>) {
+        *self
+            .handshake_delay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = delay;
+    }
+
+    pub fn handshake_delay(&self) -> Option<Duration> {
+        *self
+            .handshake_delay
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Takes the fault for one transfer poll, if any is pending (failures
@@ -97,5 +160,21 @@ mod tests {
         assert_eq!(f.take_poll_fault(), Some(PollFault::Fail(503)));
         assert_eq!(f.take_poll_fault(), Some(PollFault::Stall));
         assert_eq!(f.take_poll_fault(), None);
+    }
+
+    #[test]
+    fn carrier_faults_are_off_until_set() {
+        let f = Faults::default();
+        assert_eq!(f.cut_after(), None);
+        assert!(!f.origin_refused());
+        assert_eq!(f.handshake_delay(), None);
+        f.cut_websockets_after(Some(0));
+        f.refuse_origin(true);
+        f.delay_handshake(Some(Duration::from_millis(5)));
+        assert_eq!(f.cut_after(), Some(0));
+        assert!(f.origin_refused());
+        assert_eq!(f.handshake_delay(), Some(Duration::from_millis(5)));
+        f.cut_websockets_after(None);
+        assert_eq!(f.cut_after(), None);
     }
 }

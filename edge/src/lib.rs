@@ -1,11 +1,12 @@
 //! access-edge: a faithful local stand-in for the Cloudflare Access edge.
 //!
 //! It answers everything a Cloudflare Access client says on the wire
-//! (`PROTOCOL.md` sections 2–5) the way the real edge does, over TLS from a
+//! (`PROTOCOL.md` sections 2–6) the way the real edge does, over TLS from a
 //! local CA, so that cfaccess and the official `cloudflared access` client can
 //! run their whole flow with no internet: app discovery, the JWKS, the login
 //! page, the login service's sealed transfer, the org-token exchange, the token
-//! check and service tokens.
+//! check, service tokens, and the websocket carrier to each app's TCP origin
+//! (`cloudflared access ssh` as an ssh `ProxyCommand`).
 //!
 //! The binary (`access-edge`) is a thin layer over this library. Tests start an
 //! edge in-process:
@@ -32,6 +33,8 @@
 //! `signing` holds the JWT keys and the JWKS; `tokens` mints and verifies
 //! Access tokens; `router` routes on the Host; `discovery` answers
 //! unauthenticated requests; `app_host` serves requests on an app host;
+//! `carrier` answers its websocket upgrades, `destination` picks the origin
+//! (or bastion destination) and `relay` pumps the bytes;
 //! `login_page` and `html` are the browser login; `login_service` is the
 //! sealed transfer long poll; `org_exchange` is single sign-on with the org
 //! token; `control` is the operator socket; `counters` and `faults` are for
@@ -39,9 +42,11 @@
 
 mod app_host;
 pub mod browse;
+mod carrier;
 pub mod config;
 pub mod control;
 mod counters;
+mod destination;
 mod discovery;
 mod edge;
 mod error;
@@ -52,6 +57,7 @@ mod login_service;
 mod org_exchange;
 mod policy;
 mod profile;
+mod relay;
 mod router;
 mod signing;
 mod site;
@@ -60,7 +66,7 @@ mod tls;
 mod tokens;
 
 pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
-pub use counters::Endpoint;
+pub use counters::{CarrierStats, Endpoint};
 pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
 pub use error::EdgeError;
 pub use faults::MetadataFault;

@@ -3,9 +3,9 @@
 //!
 //! Each kind of host has its own small router; the request is handed to it
 //! after the host is classified (and, for an app host, the app found and put
-//! in the request's extensions as [`AppHost`]). New endpoints slot in here:
-//! a websocket upgrade in the app host's fallback, `cert_sign` on the auth
-//! domain.
+//! in the request's extensions as [`AppHost`]). A websocket upgrade goes
+//! through the app host's fallback to the carrier. New endpoints slot in
+//! here: `cert_sign` on the auth domain.
 
 use std::sync::Arc;
 

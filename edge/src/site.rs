@@ -45,10 +45,9 @@ pub(crate) struct App {
     pub allow: Vec<EmailPattern>,
     /// Names of the service tokens allowed in.
     pub service_tokens: Vec<String>,
-    // Read by the carrier (issue 4); kept here so the config already holds it.
-    #[allow(dead_code)]
+    /// The TCP origin the carrier connects to (`HOST:PORT`).
     pub origin: Option<String>,
-    #[allow(dead_code)]
+    /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
 }
 

@@ -30,7 +30,7 @@ pub async fn run(args: CurlArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
         fedramp,
         ..LoginOptions::default()
     })?;
-    let app = access.app_info(&url).await?;
+    let app = access.app_info_once(&url).await?;
 
     let token = if allow_request {
         // use a token we have and the edge takes; never start a login

@@ -3,6 +3,7 @@
 
 mod curl;
 mod login;
+mod tcp;
 mod token;
 
 use std::process::ExitCode;
@@ -15,7 +16,7 @@ use crate::config_dir::ConfigDir;
 use crate::edge_profile::EdgeProfile;
 use crate::error::WithHint;
 use crate::host::AppUrl;
-use crate::http;
+use crate::{http, logging};
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -23,10 +24,19 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let action = match cli.command {
         Command::Action(action) | Command::Access { action } => action,
     };
+    let log_file = match &action {
+        Action::Tcp(args) => args
+            .logfile
+            .clone()
+            .or_else(|| args.log_directory.as_ref().map(|d| d.join("cfaccess.log"))),
+        _ => None,
+    };
+    logging::init(cli.log_level, log_file.as_deref())?;
     match action {
         Action::Login(args) => block_on(login::run(args, fedramp)),
         Action::Token(args) => block_on(token::run(args)),
         Action::Curl(args) => block_on(curl::run(args, fedramp)),
+        Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
     }
 }
 
@@ -36,15 +46,18 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 pub struct UsageError(pub String);
 
 /// Runs `future` on a current-thread runtime: a CLI does one thing at a time,
-/// and this starts in microseconds.
+/// and this starts in microseconds. Blocking work still running at the end
+/// (a read of a terminal, say) is abandoned, not waited for.
 fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
     future: F,
 ) -> anyhow::Result<ExitCode> {
-    tokio::runtime::Builder::new_current_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
-        .context("cannot start the async runtime")?
-        .block_on(future)
+        .context("cannot start the async runtime")?;
+    let result = runtime.block_on(future);
+    runtime.shutdown_background();
+    result
 }
 
 /// The shared context for commands that talk to Access.

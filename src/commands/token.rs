@@ -12,7 +12,7 @@ use crate::error::WithHint;
 pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let url = super::app_url(args.url.as_deref(), args.app.as_deref())?;
     let access = super::access(LoginOptions::default())?;
-    let app = access.app_info(&url).await?;
+    let app = access.app_info_cached(&url).await?;
     let token = access
         .store()
         .app_token(&app)

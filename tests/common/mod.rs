@@ -5,6 +5,8 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod sshd;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -62,20 +64,65 @@ impl TestEnv {
     /// `cfaccess` with this world's environment and nothing of the caller's.
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_cfaccess"));
-        cmd.args(args)
-            .env_clear()
+        cmd.args(args);
+        self.isolate(&mut cmd);
+        cmd
+    }
+
+    /// Gives `cmd` this world's environment, and nothing of the caller's.
+    fn isolate(&self, cmd: &mut Command) {
+        cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)
             .env("CFACCESS_DIR", &self.dir)
             .env("CFACCESS_EDGE", self.edge.profile_path())
             .env("BROWSER", &self.browser)
             .stdin(Stdio::null());
-        cmd
     }
 
     /// Runs `cfaccess` to the end, within a deadline.
     pub fn run(&self, args: &[&str]) -> Run {
         run_with_deadline(self.cmd(args), Duration::from_secs(120))
+    }
+
+    /// `ssh` through `cfaccess access ssh --hostname %h` as its ProxyCommand,
+    /// logging in with `key`, with nothing of the user's ssh config.
+    pub fn ssh(&self, key: &Path, proxy_extra: &str, args: &[&str]) -> Command {
+        let proxy = format!(
+            "{} access ssh --hostname %h{proxy_extra}",
+            env!("CARGO_BIN_EXE_cfaccess")
+        );
+        self.ssh_via(&proxy, key, args)
+    }
+
+    /// `ssh` with the given ProxyCommand, in this world's environment.
+    pub fn ssh_via(&self, proxy: &str, key: &Path, args: &[&str]) -> Command {
+        let mut cmd = Command::new("ssh");
+        cmd.args([
+            "-F",
+            "/dev/null",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+        ])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30"])
+        .arg("-i")
+        .arg(key)
+        .arg("-o")
+        .arg(format!("ProxyCommand={proxy}"))
+        .arg("-l")
+        .arg(sshd::current_user())
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", &self.home)
+        .env("CFACCESS_DIR", &self.dir)
+        .env("CFACCESS_EDGE", self.edge.profile_path())
+        .env("BROWSER", &self.browser)
+        .stdin(Stdio::null());
+        cmd
     }
 
     /// Writes an executable script in the temp dir and returns its path.

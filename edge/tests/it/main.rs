@@ -2,9 +2,11 @@
 //! the way clients reach it. One test binary, so that the signing keys are
 //! made once for all of them (see `common`).
 
+mod carrier;
 mod common;
 mod discovery;
 mod login;
 mod org_exchange;
 mod process;
 mod tokens;
+mod ws;

@@ -203,6 +203,7 @@ fn usage_errors_exit_2_and_help_explains_flags_and_files() {
         "--listen",
         "--auto-approve",
         "--poll-hold",
+        "--origin",
         "--log-level",
         "profile.json",
         "browser",
@@ -446,4 +447,105 @@ fn the_library_edge_is_usable_from_a_plain_test() {
 fn an_edge_can_be_shared_across_threads() {
     fn is_send_sync<T: Send + Sync>() {}
     is_send_sync::<Edge>();
+}
+
+#[test]
+fn the_binary_carries_websockets_to_the_origin_it_is_given() {
+    // an echo origin on a thread of its own
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let origin = listener.local_addr().unwrap().to_string();
+    let echo = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut read = stream.try_clone().unwrap();
+        let echoed = std::io::copy(&mut read, &mut stream).unwrap();
+        stream.shutdown(std::net::Shutdown::Write).unwrap();
+        echoed
+    });
+    let dir = seeded_state_dir();
+    let state = dir.path().to_str().unwrap();
+    let config = dir.path().join("edge.toml");
+    std::fs::write(
+        &config,
+        "[[apps]]\nhostname = \"ssh.demo.test\"\nservice_tokens = [\"ci\"]\n\
+         [[service_tokens]]\nname = \"ci\"\nclient_id = \"ci.access\"\nclient_secret = \"s\"\n",
+    )
+    .unwrap();
+    let config = config.to_str().unwrap();
+    let mut child = Command::new(edge_bin())
+        .args([
+            "--state-dir",
+            state,
+            "--config",
+            config,
+            "--origin",
+            &origin,
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let profile_path = dir.path().join("profile.json");
+    wait_for_file(&profile_path, &mut child);
+    let client = cfaccess::http::client(Some(&EdgeProfile::load(&profile_path).unwrap())).unwrap();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let received = runtime.block_on(async {
+        let headers = [
+            ("Cf-Access-Client-Id", "ci.access"),
+            ("Cf-Access-Client-Secret", "s"),
+        ];
+        let Ok(mut ws) = crate::ws::upgrade_with(&client, APP, &headers).await else {
+            panic!("no websocket");
+        };
+        ws.tx.binary(b"hello", 2).await.unwrap();
+        ws.tx.close().await.unwrap();
+        crate::ws::receive_all(&mut ws.rx).await
+    });
+    assert_eq!(received.data, b"hello");
+    assert_eq!(received.close, Some(1000));
+    assert_eq!(echo.join().unwrap(), 5);
+
+    let out = run(&["stats", "--state-dir", state]);
+    let stats = text(&out.stdout);
+    for line in [
+        ["websocket", "1"],
+        ["carried", "1"],
+        ["bytes_to_origin", "5"],
+        ["bytes_to_client", "5"],
+    ] {
+        assert!(
+            stats.lines().any(|l| l.split_whitespace().eq(line)),
+            "{line:?} in {stats}"
+        );
+    }
+    let out = terminate(child);
+    let banner = text(&out.stdout);
+    assert!(
+        banner
+            .lines()
+            .any(|l| l.split_whitespace().eq(["origin", origin.as_str()])),
+        "{banner}"
+    );
+
+    // with several apps, --origin cannot say which one it means
+    let two = dir.path().join("two.toml");
+    std::fs::write(
+        &two,
+        "[[apps]]\nhostname = \"a.test\"\n[[apps]]\nhostname = \"b.test\"\n",
+    )
+    .unwrap();
+    let out = run(&[
+        "--config",
+        two.to_str().unwrap(),
+        "--origin",
+        "127.0.0.1:22",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("has 2 apps"), "{err}");
 }

@@ -1,0 +1,371 @@
+#!/usr/bin/env python3
+"""cfaccess benchmarks: what users feel, measured against a baseline in the same run.
+
+    bench/bench.py                 # build (release), set up, run everything, print a table
+    bench/bench.py --quick         # fewer runs and smaller transfers, to try the suite
+    bench/bench.py --only ssh_true throughput_listener
+    bench/bench.py --json out.json # also write the results as JSON (default bench/results.json)
+
+It builds the release binaries, starts an access-edge (auto-approving logins)
+and a local sshd the way the tests do, plus a TCP sink, all on 127.0.0.1,
+and keeps everything in a temp dir. Short commands are timed with hyperfine
+(installed with apt-get when missing); transfers are timed here. Nothing
+touches the network beyond loopback or your ~/.cloudflared.
+"""
+
+import argparse
+import json
+import os
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+GIB = 1 << 30
+CHUNK = 1 << 20
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(*args, **kw):
+    return subprocess.run(args, check=True, **kw)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, what, timeout=20):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.02)
+    raise SystemExit(f"{what} did not listen on port {port}")
+
+
+def cpu_seconds(pid):
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def peak_rss_kib(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+class Sink:
+    """A TCP server that reads each connection to its end and answers with
+    the byte count, so a sender knows every byte arrived."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+
+    @staticmethod
+    def _drain(conn):
+        buf = bytearray(4 * CHUNK)
+        total = 0
+        with conn:
+            while True:
+                n = conn.recv_into(buf)
+                if n == 0:
+                    break
+                total += n
+            conn.sendall(total.to_bytes(8, "big"))
+
+
+def send_and_confirm(port, size):
+    """Sends `size` bytes to 127.0.0.1:port, half-closes, waits for the
+    sink's count. Returns the seconds it took."""
+    data = b"\0" * CHUNK
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        left = size
+        while left:
+            n = min(left, CHUNK)
+            s.sendall(data[:n])
+            left -= n
+        s.shutdown(socket.SHUT_WR)
+        got = b""
+        while len(got) < 8:
+            part = s.recv(8 - len(got))
+            if not part:
+                raise SystemExit("the sink's answer never came: the transfer broke")
+            got += part
+    elapsed = time.perf_counter() - start
+    if int.from_bytes(got, "big") != size:
+        raise SystemExit(f"the sink got {int.from_bytes(got, 'big')} bytes, not {size}")
+    return elapsed
+
+
+class World:
+    """An sshd, a sink, an edge in front of both, and a cfaccess environment."""
+
+    def __init__(self):
+        self.tmp = Path(tempfile.mkdtemp(prefix="cfaccess-bench-"))
+        self.procs = []
+        self.user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+        self.email = f"{self.user}@example.com"
+        self.sshd_port = self._sshd()
+        self.sink = Sink()
+        self.edge = self._edge()
+        self.env = dict(
+            os.environ,
+            HOME=str(self.tmp / "home"),
+            CFACCESS_DIR=str(self.tmp / "cloudflared"),
+            CFACCESS_EDGE=str(self.tmp / "edge" / "profile.json"),
+            BROWSER=str(self.tmp / "edge" / "browser"),
+        )
+        (self.tmp / "home").mkdir()
+
+    def _sshd(self):
+        d = self.tmp / "sshd"
+        d.mkdir()
+        for name in ("host_key", "user_key"):
+            sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name))
+        port = free_port()
+        (d / "config").write_text("\n".join([
+            f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {d / 'host_key'}", "PidFile none",
+            "UsePAM no", "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
+            "PermitRootLogin prohibit-password", f"AuthorizedKeysFile {d / 'user_key.pub'}", "",
+        ]))
+        Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+        self.procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "config")],
+                                           stderr=open(d / "log", "w")))
+        wait_port(port, "sshd")
+        self.user_key = d / "user_key"
+        return port
+
+    def _edge(self):
+        config = self.tmp / "edge.toml"
+        config.write_text(f"""
+team = "demo"
+identities = ["{self.email}"]
+
+[[apps]]
+hostname = "ssh.demo.test"
+allow = ["*@example.com"]
+origin = "127.0.0.1:{self.sshd_port}"
+
+[[apps]]
+hostname = "sink.demo.test"
+allow = ["*@example.com"]
+origin = "127.0.0.1:{self.sink.port}"
+""")
+        state = self.tmp / "edge"
+        proc = subprocess.Popen(
+            [str(BIN / "access-edge"), "--config", str(config), "--state-dir", str(state),
+             "--auto-approve", self.email, "--log-level", "warn"],
+            stdout=subprocess.DEVNULL, stderr=open(self.tmp / "edge.log", "w"))
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while not (state / "profile.json").exists():
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit("access-edge did not start: " + (self.tmp / "edge.log").read_text())
+            time.sleep(0.02)
+        return proc
+
+    def ssh_args(self, proxy=None, port=None):
+        args = ["ssh", "-F", "/dev/null", "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-o", "IdentitiesOnly=yes",
+                "-i", str(self.user_key), "-l", self.user]
+        if proxy:
+            return args + ["-o", f"ProxyCommand={proxy}", "ssh.demo.test"]
+        return args + ["-p", str(port), "127.0.0.1"]
+
+    def proxy(self, wrapper=""):
+        return f"{wrapper}{BIN / 'cfaccess'} access ssh --hostname %h"
+
+    def close(self):
+        for p in self.procs:
+            p.terminate()
+        for p in self.procs:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def hyperfine(world, commands, runs, warmup=3):
+    """Median, min and max seconds of each command, timed by hyperfine."""
+    out = world.tmp / "hyperfine.json"
+    args = ["hyperfine", "-N", "--style", "none", "--warmup", str(warmup), "--runs", str(runs),
+            "--export-json", str(out)]
+    sh(*args, *commands, env=world.env, stdout=subprocess.DEVNULL)
+    results = json.loads(out.read_text())["results"]
+    return [r["times"] for r in results]
+
+
+def stats(samples):
+    return {"median": statistics.median(samples), "min": min(samples), "max": max(samples), "runs": len(samples)}
+
+
+def row(name, what, unit, samples, baseline=None, baseline_name=None, extra=None):
+    """One result; `ratio` is ours over the baseline's (medians): a slowdown
+    for times, a fraction of the baseline for rates."""
+    r = {"name": name, "what": what, "unit": unit, **stats(samples)}
+    if baseline:
+        b = stats(baseline)
+        r["baseline"] = {"what": baseline_name, **b}
+        r["ratio"] = r["median"] / b["median"]
+    r.update(extra or {})
+    return r
+
+
+# --- measurements -----------------------------------------------------------
+
+
+def ssh_true(world, quick):
+    """`ssh host true` through cfaccess and the edge, token cached, against a
+    direct ssh to the same sshd."""
+    sh(*world.ssh_args(world.proxy()), "true", env=world.env)  # logs in once
+    runs = 10 if quick else 40
+    through, direct = hyperfine(world, [
+        " ".join(world.ssh_args(f"'{world.proxy()}'")) + " true",
+        " ".join(world.ssh_args(port=world.sshd_port)) + " true",
+    ], runs)
+    return [row("ssh_true", "ssh host true via cfaccess + edge (cached token)", "s",
+                through, direct, "direct ssh to the same sshd")]
+
+
+def throughput_listener(world, quick):
+    """A transfer through `cfaccess tcp --url` and the edge to a TCP sink,
+    against a direct loopback copy to the same sink."""
+    size = (GIB // 8) if quick else GIB
+    runs = 2 if quick else 5
+    port = free_port()
+    listener = subprocess.Popen(
+        [str(BIN / "cfaccess"), "access", "tcp", "--hostname", "sink.demo.test", "--url", f"127.0.0.1:{port}"],
+        env=world.env, stderr=subprocess.DEVNULL)
+    try:
+        wait_port(port, "cfaccess tcp --url")
+        send_and_confirm(port, CHUNK)  # logs in, warms up
+        direct = [send_and_confirm(world.sink.port, size) for _ in range(runs)]
+        c0, e0 = cpu_seconds(listener.pid), cpu_seconds(world.edge.pid)
+        through = [send_and_confirm(port, size) for _ in range(runs)]
+        c1, e1 = cpu_seconds(listener.pid), cpu_seconds(world.edge.pid)
+        rss = peak_rss_kib(listener.pid)
+    finally:
+        listener.terminate()
+        listener.wait()
+    gib = size * runs / GIB
+    rate = lambda times: [size / t / 1e6 for t in times]  # noqa: E731
+    return [row("throughput_listener", f"{size >> 20} MiB via cfaccess tcp --url + edge to a TCP sink", "MB/s",
+                rate(through), rate(direct), "direct loopback TCP copy",
+                extra={"cfaccess_cpu_s_per_gib": (c1 - c0) / gib, "edge_cpu_s_per_gib": (e1 - e0) / gib,
+                       "cfaccess_peak_rss_kib": rss})]
+
+
+def throughput_ssh(world, quick):
+    """`ssh host 'cat > /dev/null'` through the ProxyCommand against direct
+    ssh, and cfaccess's peak RSS meanwhile."""
+    size = (GIB // 8) if quick else GIB
+    runs = 1 if quick else 3
+    rss_file = world.tmp / "rss"
+    # ssh hangs up on its ProxyCommand when it is done; ignoring that lets
+    # time(1) see cfaccess to its end (%% escapes ssh's own % tokens)
+    proxy = f"sh -c \"trap '' HUP; exec /usr/bin/time -f %%M -o {rss_file} {world.proxy()}\""
+
+    def timed(args):
+        start = time.perf_counter()
+        with subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE) as src:
+            sh(*args, "cat > /dev/null", stdin=src.stdout, env=world.env)
+        return time.perf_counter() - start
+
+    through, direct, rss = [], [], []
+    for _ in range(runs):
+        direct.append(timed(world.ssh_args(port=world.sshd_port)))
+        rss_file.unlink(missing_ok=True)
+        through.append(timed(world.ssh_args(proxy)))
+        deadline = time.monotonic() + 10
+        while not (rss_file.exists() and rss_file.read_text().strip()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        rss.append(int(rss_file.read_text().split()[-1]))
+    rate = lambda times: [size / t / 1e6 for t in times]  # noqa: E731
+    return [row("throughput_ssh", f"{size >> 20} MiB via ssh 'cat > /dev/null' through cfaccess", "MB/s",
+                rate(through), rate(direct), "direct ssh",
+                extra={"cfaccess_peak_rss_kib": max(rss)})]
+
+
+MEASUREMENTS = {
+    "ssh_true": ssh_true,
+    "throughput_listener": throughput_listener,
+    "throughput_ssh": throughput_ssh,
+}
+
+
+def table(rows):
+    lines = [f"{'measurement':<22} {'median':>12} {'min':>12} {'max':>12} {'baseline':>12} {'ratio':>7}  notes"]
+    fmt = lambda v, unit: f"{v * 1000:.2f} ms" if unit == "s" else f"{v:.0f} {unit}"  # noqa: E731
+    for r in rows:
+        base = fmt(r["baseline"]["median"], r["unit"]) if "baseline" in r else "-"
+        ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        notes = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
+                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_")))
+        lines.append(f"{r['name']:<22} {fmt(r['median'], r['unit']):>12} {fmt(r['min'], r['unit']):>12} "
+                     f"{fmt(r['max'], r['unit']):>12} {base:>12} {ratio:>7}  {notes}")
+    return "\n".join(lines)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer runs, smaller transfers")
+    ap.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="run only these")
+    ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to write the results")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
+    args = ap.parse_args()
+    for tool in ("ssh", "ssh-keygen", "/usr/sbin/sshd", "hyperfine"):
+        if not shutil.which(tool):
+            if tool == "hyperfine" and os.geteuid() == 0:
+                sh("apt-get", "install", "-y", "-q", "hyperfine", stdin=subprocess.DEVNULL)
+            else:
+                raise SystemExit(f"the benchmarks need {tool} (apt-get install openssh-server openssh-client hyperfine)")
+    if not args.no_build:
+        log("building release binaries")
+        sh("cargo", "build", "--release", "--locked", "-p", "access-edge", cwd=ROOT)
+        sh("cargo", "build", "--release", "--locked", "-p", "cfaccess", cwd=ROOT)
+    world = World()
+    rows = []
+    try:
+        for name in args.only or MEASUREMENTS:
+            log(f"measuring {name}")
+            rows += MEASUREMENTS[name](world, args.quick)
+    finally:
+        world.close()
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
+    result = {"date": time.strftime("%Y-%m-%d %H:%M:%S"), "commit": commit.stdout.strip(),
+              "cpus": os.cpu_count(), "quick": args.quick, "results": rows}
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+    print(table(rows))
+    log(f"results written to {args.json}")
+
+
+if __name__ == "__main__":
+    main()

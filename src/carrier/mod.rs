@@ -1,0 +1,178 @@
+//! Carrying a TCP stream through Access over a websocket (PROTOCOL.md 6):
+//! `cfaccess ssh` as an ssh ProxyCommand (stdin/stdout) or as a local
+//! listener.
+//!
+//! [`open`] runs the authentication of 6.2: a first dial (with a cached token
+//! when the app info for this host was verified before, which saves the
+//! discovery round trips; without one otherwise, as the official client
+//! does), and on Access's login redirect: discovery, a token (cached, org
+//! token, or browser login), a second dial, and once more with a fresh token
+//! if that one is refused too. [`pump`] then carries the bytes.
+
+pub mod handshake;
+pub mod listener;
+pub mod pump;
+
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+
+use crate::access::{Access, AccessError};
+use crate::host::AppUrl;
+use crate::login_service::Redirect;
+use handshake::DialError;
+
+/// Where to connect and what to send besides a token.
+#[derive(Debug, Clone)]
+pub struct Target {
+    pub url: AppUrl,
+    /// User headers, service token and jump destination, ready to send.
+    pub headers: HeaderMap,
+    /// A service token is in the headers: never start a user login.
+    pub service_token: bool,
+}
+
+impl Target {
+    /// Whether a refused dial may lead to a user login: not with a service
+    /// token, nor with a token the user gave in `-H cf-access-token`.
+    fn may_log_in(&self) -> bool {
+        !self.service_token && !self.headers.contains_key(handshake::TOKEN_HEADER)
+    }
+
+    fn host(&self) -> String {
+        self.url.authority()
+    }
+}
+
+/// Why no websocket could be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum CarrierError {
+    #[error("cannot reach {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("Access refused the connection to {host} ({detail})")]
+    Forbidden { host: String, detail: String },
+    #[error("the edge could not connect {host} to its server ({detail})")]
+    Origin { host: String, detail: String },
+    #[error("{host} answered {detail} instead of opening a websocket")]
+    NotACarrier { host: String, detail: String },
+    #[error("Access did not accept the service token for {host}: it asked for a login")]
+    ServiceTokenRefused { host: String },
+    #[error("Access did not accept the cf-access-token given with -H for {host}")]
+    HeaderTokenRefused { host: String },
+    #[error("Access refused a freshly fetched token for {host}")]
+    RefusedAgain { host: String },
+    #[error("the websocket handshake with {host} failed: {reason}")]
+    Handshake { host: String, reason: String },
+    #[error(transparent)]
+    Access(#[from] AccessError),
+}
+
+impl CarrierError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            CarrierError::Unreachable { reason, .. } if reason.starts_with("TLS") => {
+                crate::error::TLS_HINT.into()
+            }
+            CarrierError::Unreachable { .. } => {
+                "check the hostname, your network and any HTTPS_PROXY setting".into()
+            }
+            CarrierError::Forbidden { .. } => {
+                "check the service token or the destination, or ask the app's admin for access"
+                    .into()
+            }
+            CarrierError::Origin { .. } => {
+                "the server behind the app may be down; try again, or tell the app's admin".into()
+            }
+            CarrierError::NotACarrier { host, .. } => {
+                format!("check that {host} is an Access application with a TCP service behind it")
+            }
+            CarrierError::ServiceTokenRefused { .. } => {
+                "check --service-token-id and --service-token-secret".into()
+            }
+            CarrierError::HeaderTokenRefused { .. } => {
+                "drop the -H cf-access-token header to log in".into()
+            }
+            CarrierError::RefusedAgain { .. } => {
+                "your identity may not be allowed to use this application".into()
+            }
+            CarrierError::Handshake { .. } | CarrierError::Access(_) => return None,
+        })
+    }
+
+    fn from_dial(e: DialError, target: &Target) -> CarrierError {
+        let host = target.host();
+        match e {
+            DialError::Unreachable(reason) => CarrierError::Unreachable { host, reason },
+            DialError::Handshake(reason) => CarrierError::Handshake { host, reason },
+            DialError::Refused { status, .. } => {
+                let detail = e.to_string();
+                match status {
+                    StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN | StatusCode::BAD_REQUEST => {
+                        CarrierError::Forbidden { host, detail }
+                    }
+                    StatusCode::BAD_GATEWAY
+                    | StatusCode::SERVICE_UNAVAILABLE
+                    | StatusCode::GATEWAY_TIMEOUT => CarrierError::Origin { host, detail },
+                    _ => CarrierError::NotACarrier { host, detail },
+                }
+            }
+            DialError::LoginRedirect if target.service_token => {
+                CarrierError::ServiceTokenRefused { host }
+            }
+            DialError::LoginRedirect => CarrierError::HeaderTokenRefused { host },
+        }
+    }
+}
+
+/// Opens an authenticated websocket to `target`.
+pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded, CarrierError> {
+    let dial = |token: Option<String>| async move {
+        handshake::dial(
+            access.http(),
+            &target.url,
+            &target.headers,
+            token.as_deref(),
+        )
+        .await
+    };
+    let known = target
+        .may_log_in()
+        .then(|| access.known_app_info(&target.url))
+        .flatten();
+    let cached_token = known.as_ref().and_then(|app| access.store().app_token(app));
+    match dial(cached_token.clone()).await {
+        Ok(ws) => return Ok(ws),
+        Err(DialError::LoginRedirect) if target.may_log_in() => {}
+        Err(e) => return Err(CarrierError::from_dial(e, target)),
+    }
+
+    tracing::debug!(host = %target.host(), "Access asked for a login; finding the app");
+    let app = access
+        .app_info(&target.url)
+        .await
+        .map_err(AccessError::from)?;
+    let token = access
+        .app_token(&target.url, &app, Redirect::FullUrl)
+        .await?;
+    // the cached token we just sent was refused: go straight to a fresh one
+    if cached_token.as_deref() != Some(token.as_str()) {
+        match dial(Some(token)).await {
+            Ok(ws) => return Ok(ws),
+            Err(DialError::LoginRedirect) => {}
+            Err(e) => return Err(CarrierError::from_dial(e, target)),
+        }
+    }
+
+    tracing::debug!("the edge refused the token; fetching a new one");
+    access.forget_app_token(&app)?;
+    let token = access
+        .app_token(&target.url, &app, Redirect::FullUrl)
+        .await?;
+    match dial(Some(token)).await {
+        Ok(ws) => Ok(ws),
+        Err(DialError::LoginRedirect) => Err(CarrierError::RefusedAgain {
+            host: target.host(),
+        }),
+        Err(e) => Err(CarrierError::from_dial(e, target)),
+    }
+}
