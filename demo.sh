@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The whole cfaccess flow on this machine, no internet needed: a local
-# access-edge (the stand-in for Cloudflare Access) in front of a local sshd,
-# a browser login through the edge's login page, the cached token, curl with
-# that token, and ssh through cfaccess as its ProxyCommand.
+# access-edge (the stand-in for Cloudflare Access) with an app and its SSH CA,
+# a local sshd that trusts only that CA, a browser login through the edge's
+# login page, the cached token, curl with that token, the ssh config that
+# cfaccess prints, and ssh logging in as you with a short-lived certificate
+# for a key that sshd never saw.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -24,19 +26,22 @@ user=$(id -un)
 me="$user@example.com"
 sshd_port=""
 if [ -x /usr/sbin/sshd ]; then
-  step "starting sshd on 127.0.0.1 (its own host key; your key pair for this demo only)"
+  sshd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  step "access-edge ca generate   (the demo app's SSH CA: the one key sshd will trust)"
+  "$bin/access-edge" ca generate --app ssh.demo.test --state-dir "$work/edge" | tee "$work/trusted_user_ca_keys"
+
+  step "starting sshd on 127.0.0.1:$sshd_port   (TrustedUserCAKeys only: no authorized_keys at all)"
   mkdir -p "$work/sshd"
   ssh-keygen -q -t ed25519 -N '' -f "$work/sshd/host_key"
-  ssh-keygen -q -t ed25519 -N '' -f "$work/user_key"
-  sshd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   printf '%s\n' "Port $sshd_port" "ListenAddress 127.0.0.1" "HostKey $work/sshd/host_key" "PidFile none" \
     "UsePAM no" "StrictModes no" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
-    "PermitRootLogin prohibit-password" "AuthorizedKeysFile $work/user_key.pub" >"$work/sshd/config"
+    "PermitRootLogin prohibit-password" "AuthorizedKeysFile none" \
+    "TrustedUserCAKeys $work/trusted_user_ca_keys" >"$work/sshd/config"
   [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
   /usr/sbin/sshd -D -e -f "$work/sshd/config" 2>"$work/sshd/log" &
   pids+=($!)
 else
-  step "no /usr/sbin/sshd: the ssh step is skipped (apt-get install openssh-server)"
+  step "no /usr/sbin/sshd: the ssh steps are skipped (apt-get install openssh-server)"
 fi
 
 step "starting access-edge (demo team, app ssh.demo.test, approving logins as $me)"
@@ -74,10 +79,16 @@ if command -v curl >/dev/null; then
 fi
 
 if [ -n "$sshd_port" ]; then
-  step "ssh -o ProxyCommand='cfaccess access ssh --hostname %h' $user@ssh.demo.test   (through the edge, cached token)"
-  ssh -F /dev/null -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o LogLevel=ERROR \
-    -i "$work/user_key" -o "ProxyCommand=$bin/cfaccess access ssh --hostname %h" "$user@ssh.demo.test" \
-    'echo "hello from $(hostname) as $(whoami), over $SSH_CONNECTION"'
+  step "cfaccess ssh-config --hostname ssh.demo.test --short-lived-cert   (the ssh config, on stdout)"
+  "$bin/cfaccess" ssh-config --hostname ssh.demo.test --short-lived-cert >"$work/ssh_config"
+  cat "$work/ssh_config"
+
+  step "ssh $user@ssh.demo.test   (ssh-gen fetches a certificate, then ssh goes through cfaccess and the edge)"
+  ssh -F "$work/ssh_config" -o BatchMode=yes -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+    -o LogLevel=ERROR "$user@ssh.demo.test" 'echo "hello from $(hostname): logged in as $(whoami)"'
+
+  step "ssh-keygen -L   (the certificate: principal $user, valid for minutes, signed by the app's CA)"
+  ssh-keygen -L -f "$CFACCESS_DIR/ssh.demo.test-cf_key-cert.pub"
 fi
 
 step "the config dir, laid out as cloudflared lays it out"

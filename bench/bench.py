@@ -132,8 +132,9 @@ class World:
         self.procs = []
         self.user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
         self.email = f"{self.user}@example.com"
-        self.sshd_port = self._sshd()
         self.sink = Sink()
+        self.sshd_port = free_port()
+        self._sshd_on(self.sshd_port)
         self.edge = self._edge()
         self.env = dict(
             os.environ,
@@ -144,25 +145,30 @@ class World:
         )
         (self.tmp / "home").mkdir()
 
-    def _sshd(self):
+    def _sshd_on(self, port):
+        """An sshd that takes a plain key (the baselines) and certificates from
+        the demo app's CA (made here, before the edge starts)."""
         d = self.tmp / "sshd"
         d.mkdir()
         for name in ("host_key", "user_key"):
             sh("ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name))
-        port = free_port()
+        ca = subprocess.run([str(BIN / "access-edge"), "ca", "generate", "--app", "ssh.demo.test",
+                             "--config", str(self._edge_config()), "--state-dir", str(self.tmp / "edge")],
+                            check=True, capture_output=True, text=True).stdout
+        (d / "trusted_ca").write_text(ca)
         (d / "config").write_text("\n".join([
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {d / 'host_key'}", "PidFile none",
             "UsePAM no", "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
-            "PermitRootLogin prohibit-password", f"AuthorizedKeysFile {d / 'user_key.pub'}", "",
+            "PermitRootLogin prohibit-password", f"AuthorizedKeysFile {d / 'user_key.pub'}",
+            f"TrustedUserCAKeys {d / 'trusted_ca'}", "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
         self.procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "config")],
                                            stderr=open(d / "log", "w")))
         wait_port(port, "sshd")
         self.user_key = d / "user_key"
-        return port
 
-    def _edge(self):
+    def _edge_config(self):
         config = self.tmp / "edge.toml"
         config.write_text(f"""
 team = "demo"
@@ -178,6 +184,10 @@ hostname = "sink.demo.test"
 allow = ["*@example.com"]
 origin = "127.0.0.1:{self.sink.port}"
 """)
+        return config
+
+    def _edge(self):
+        config = self._edge_config()
         state = self.tmp / "edge"
         proc = subprocess.Popen(
             [str(BIN / "access-edge"), "--config", str(config), "--state-dir", str(state),
@@ -201,6 +211,21 @@ origin = "127.0.0.1:{self.sink.port}"
 
     def proxy(self, wrapper=""):
         return f"{wrapper}{BIN / 'cfaccess'} access ssh --hostname %h"
+
+    def cert_config(self):
+        """The ssh config cfaccess prints for short-lived certificates."""
+        path = self.tmp / "ssh_config"
+        if not path.exists():
+            out = subprocess.run([str(BIN / "cfaccess"), "ssh-config", "--hostname", "ssh.demo.test",
+                                  "--short-lived-cert"], env=self.env, check=True, capture_output=True, text=True)
+            path.write_text(out.stdout)
+        return path
+
+    def requests(self):
+        """The edge's request counters."""
+        out = subprocess.run([str(BIN / "access-edge"), "stats", "--state-dir", str(self.tmp / "edge")],
+                             check=True, capture_output=True, text=True).stdout
+        return dict((k, int(v)) for k, v in (line.split()[:2] for line in out.splitlines() if line.strip()))
 
     def close(self):
         for p in self.procs:
@@ -314,7 +339,60 @@ def throughput_ssh(world, quick):
                 extra={"cfaccess_peak_rss_kib": max(rss)})]
 
 
+def peak_rss_of(world, args, runs=11):
+    """Median peak RSS (KiB) of a command, from time(1)."""
+    samples = []
+    for _ in range(runs):
+        out = subprocess.run(["/usr/bin/time", "-f", "%M", *args], env=world.env, capture_output=True, text=True)
+        samples.append(int(out.stderr.split()[-1]))
+    return statistics.median(samples)
+
+
+def short_commands(world, quick):
+    """Whole-process timings of the commands ssh and scripts run most: ssh-gen
+    with a valid certificate (the `Match exec` fast path), ssh-config, and
+    token with a cached token, each against /bin/true."""
+    cfaccess = str(BIN / "cfaccess")
+    sh(cfaccess, "login", "-q", "https://ssh.demo.test", env=world.env, stderr=subprocess.DEVNULL)
+    sh(cfaccess, "ssh-gen", "--hostname", "ssh.demo.test", env=world.env, stderr=subprocess.DEVNULL)
+    commands = {
+        "ssh_gen_fast": [cfaccess, "access", "ssh-gen", "--hostname", "ssh.demo.test"],
+        "ssh_config": [cfaccess, "ssh-config", "--hostname", "ssh.demo.test", "--short-lived-cert"],
+        "token_cached": [cfaccess, "token", "https://ssh.demo.test"],
+    }
+    runs = 100 if quick else 500
+    before = world.requests()
+    times = hyperfine(world, [" ".join(c) for c in commands.values()] + ["/bin/true"], runs, warmup=20)
+    after = world.requests()
+    baseline = times[-1]
+    requests = sum(after.values()) - sum(before.values())
+    rows = []
+    for (name, args), samples in zip(commands.items(), times):
+        rows.append(row(name, " ".join(args[1:]), "s", samples, baseline, "/bin/true",
+                        extra={"cfaccess_peak_rss_kib": peak_rss_of(world, args)}))
+    rows[0]["edge_requests_during_all_runs"] = requests
+    return rows
+
+
+def ssh_true_cert(world, quick):
+    """`ssh host true` with a valid short-lived certificate (ssh-gen fast path,
+    then the ProxyCommand), against direct ssh with a plain key."""
+    config = world.cert_config()
+    cert_ssh = ["ssh", "-F", str(config), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
+                "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR", "-l", world.user, "ssh.demo.test"]
+    sh(*cert_ssh, "true", env=world.env, stderr=subprocess.DEVNULL)
+    runs = 10 if quick else 40
+    through, direct = hyperfine(world, [
+        " ".join(cert_ssh) + " true",
+        " ".join(world.ssh_args(port=world.sshd_port)) + " true",
+    ], runs)
+    return [row("ssh_true_cert", "ssh host true with a short-lived certificate via cfaccess + edge", "s",
+                through, direct, "direct ssh with a plain key")]
+
+
 MEASUREMENTS = {
+    "short_commands": short_commands,
+    "ssh_true_cert": ssh_true_cert,
     "ssh_true": ssh_true,
     "throughput_listener": throughput_listener,
     "throughput_ssh": throughput_ssh,

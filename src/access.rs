@@ -243,7 +243,7 @@ impl Access {
 }
 
 /// What a process waiting on another's login shows, once per URL.
-fn show_other_login(pid: i64, url: &str) {
+pub(crate) fn show_other_login(pid: i64, url: &str) {
     eprintln!(
         "\nAnother cfaccess or cloudflared process (pid {pid}) is already waiting for authentication.\n\n\
          If a browser window did not open, please visit the following URL:\n\n{url}\n"

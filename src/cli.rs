@@ -68,6 +68,22 @@ pub enum Action {
     /// Carry a TCP stream (ssh, rdp, smb…) to an Access application
     #[command(visible_aliases = ["ssh", "rdp", "smb"], long_about = TCP_ABOUT)]
     Tcp(TcpArgs),
+
+    /// Get a short-lived ssh certificate for a host from its Access app
+    ///
+    /// Makes (or reuses) a key pair in the config dir, logs in if needed, and
+    /// has the app's SSH CA sign the public key. When the certificate on disk
+    /// is for that key and valid for --margin seconds more, it exits at once
+    /// without asking anyone: ssh runs it before every connection (see
+    /// `cfaccess ssh-config --short-lived-cert`).
+    SshGen(SshGenArgs),
+
+    /// Print (or --install) the ssh config that sends a host through cfaccess
+    ///
+    /// The snippet goes to stdout, so `cfaccess ssh-config --hostname h >> ~/.ssh/config`
+    /// works; with --install it is written into ~/.ssh/config as a marked
+    /// block that a second run replaces.
+    SshConfig(SshConfigArgs),
 }
 
 #[derive(Debug, Args)]
@@ -183,6 +199,48 @@ pub struct TcpArgs {
     pub log_directory: Option<std::path::PathBuf>,
 }
 
+#[derive(Debug, Args)]
+pub struct SshGenArgs {
+    /// Hostname of the Access application (a path is allowed; scheme and port are ignored)
+    #[arg(long, value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// Type of a new key pair [default: the existing pair's, else ecdsa]
+    #[arg(long, value_name = "TYPE")]
+    pub key_type: Option<crate::ssh_keys::KeyType>,
+
+    /// Seconds of validity the certificate on disk must have left to be reused
+    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    pub margin: u64,
+
+    /// Get a new certificate even if the one on disk is good
+    #[arg(long)]
+    pub force: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct SshConfigArgs {
+    /// Hostname of the Access application
+    #[arg(long, value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// Log in with short-lived certificates from cfaccess ssh-gen instead of your own keys
+    #[arg(long)]
+    pub short_lived_cert: bool,
+
+    /// Write the block into the ssh config file (replacing an earlier one for the host)
+    #[arg(long)]
+    pub install: bool,
+
+    /// The ssh config file for --install
+    #[arg(long, value_name = "FILE", requires = "install")]
+    pub config: Option<std::path::PathBuf>,
+
+    /// With --install: show the change, write nothing
+    #[arg(long, requires = "install")]
+    pub dry_run: bool,
+}
+
 const TCP_ABOUT: &str = "\
 Carry a TCP stream (ssh, rdp, smb…) to an Access application
 
@@ -232,6 +290,10 @@ const LONG_FLAGS: &[&str] = &[
     "log-directory",
     "short-lived-cert",
     "key-type",
+    "margin",
+    "force",
+    "install",
+    "dry-run",
     "help",
     "version",
 ];
@@ -378,6 +440,33 @@ mod tests {
                 "/tmp/x",
             ],
             &["cfaccess", "tcp", "--hostname", "h", "127.0.0.1:2222"],
+            &["cfaccess", "access", "ssh-gen", "--hostname", "h"],
+            &[
+                "cfaccess",
+                "ssh-gen",
+                "-hostname",
+                "h",
+                "--key-type",
+                "ed25519",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-config",
+                "--hostname",
+                "h",
+                "--short-lived-cert",
+            ],
+            &[
+                "cfaccess",
+                "ssh-config",
+                "--hostname",
+                "h",
+                "--install",
+                "--config",
+                "/tmp/c",
+                "--dry-run",
+            ],
         ] {
             let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());

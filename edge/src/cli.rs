@@ -13,10 +13,12 @@ A local stand-in for the Cloudflare Access edge.
 
 It answers everything an Access client says on the wire (app discovery, the
 JWKS, the login page, the login service's token transfer, the org-token
-exchange, the token check, service tokens, and websocket upgrades carried to
-each app's TCP origin, as `cloudflared access ssh` uses them) exactly as the
-real edge does, over TLS from a local CA, so that cfaccess and `cloudflared
-access` run their whole flow against it with no internet.
+exchange, the token check, service tokens, websocket upgrades carried to each
+app's TCP origin, as `cloudflared access ssh` uses them, and short-lived SSH
+certificates from each app's SSH CA, as `cloudflared access ssh-gen` asks
+for them) exactly as the real edge does, over TLS from a local CA, so that
+cfaccess and `cloudflared access` run their whole flow against it with no
+internet.
 
 With no arguments it serves a demo team (demo.cloudflareaccess.com) and the app
 ssh.demo.test, open to *@example.com, whose websockets reach 127.0.0.1:22 (see
@@ -36,6 +38,8 @@ Files in the state dir:
   browser                     a headless browser for this edge (BROWSER=<this file>)
   control.sock                the control socket (0600) for revoke, rotate-keys,
                               expire-previous-key and stats
+  ssh-ca/<app>.key, .pub      an app's SSH CA (key 0600; `*` written as `_`),
+                              made by `access-edge ca generate`
 
 Carried connections: a websocket upgrade on an app host with a valid app token
 (or an allowed service token) is connected to the app's `origin`; a bastion
@@ -46,12 +50,23 @@ reached gets 502. `stats` shows the connections and bytes carried. With the
 client pointed at the edge:
   ssh -o ProxyCommand='cfaccess access ssh --hostname %h' ssh.demo.test
 
+Short-lived SSH certificates: an app has an SSH CA once `access-edge ca
+generate --app HOST --state-dir DIR` made one, with or without an edge running
+on DIR (a running edge uses it at once). It prints the CA's public key as one
+line for the file named by sshd's TrustedUserCAKeys; run again, it prints the
+same line. POST https://<auth domain>/cdn-cgi/access/cert_sign then signs, for
+an app token of that app, a user certificate whose principal is the email's
+local part, valid --cert-validity (3m) from 10 s before it is issued
+(`cloudflared access ssh-gen --hostname HOST`, `cfaccess ssh-gen`). `stats`
+counts its requests.
+
 Examples:
   access-edge
   access-edge --config team.toml --state-dir ~/.access-edge --listen 127.0.0.1:8443
   access-edge --auto-approve alice@example.com
   access-edge --origin 127.0.0.1:2222
-  access-edge revoke alice@example.com --state-dir ~/.access-edge";
+  access-edge revoke alice@example.com --state-dir ~/.access-edge
+  access-edge ca generate --app ssh.demo.test --state-dir ~/.access-edge > /etc/ssh/access-edge-ca.pub";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -104,6 +119,11 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", default_value = "25s", value_parser = parse_duration)]
     pub poll_hold: Duration,
 
+    /// How long the SSH certificates of cert_sign are valid, from 10 s
+    /// before they are issued [default: the config's ssh_cert_validity, 3m]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub cert_validity: Option<Duration>,
+
     /// Log level of the messages on stderr (error, warn, info, debug, trace);
     /// tokens and secrets are never logged
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -154,6 +174,54 @@ pub enum Command {
         #[arg(long, value_name = "DIR")]
         state_dir: PathBuf,
     },
+    /// An app's SSH CA, which signs the certificates of cert_sign
+    #[command(subcommand)]
+    Ca(CaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CaCommand {
+    /// Create the app's SSH CA unless it has one, and print its public key
+    /// as one line for the file named by sshd's TrustedUserCAKeys (works with
+    /// or without a running edge; run again, it prints the same line)
+    Generate {
+        #[command(flatten)]
+        target: CaTarget,
+        /// The key type of a new CA; for an existing CA, a different type is
+        /// an error [default: ecdsa, or the existing CA's]
+        #[arg(long, value_name = "TYPE", value_enum)]
+        key_type: Option<KeyType>,
+    },
+    /// Print the app's existing SSH CA public key line
+    Show {
+        #[command(flatten)]
+        target: CaTarget,
+    },
+}
+
+/// Which app's CA, in which state dir.
+#[derive(Debug, Args)]
+pub struct CaTarget {
+    /// The app (its hostname as configured, or a host it protects)
+    /// [default: the config's first app, ssh.demo.test in the demo]
+    #[arg(long, value_name = "HOST")]
+    pub app: Option<String>,
+    /// The state dir the edge runs (or will run) with
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+    /// The config that names the app [default: the config kept in the state
+    /// dir, else the demo]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// `--key-type`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum KeyType {
+    /// ECDSA on NIST P-256 (what the real service is known to use)
+    Ecdsa,
+    /// Ed25519
+    Ed25519,
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

@@ -2,16 +2,17 @@
 //! decide what to print. Results go to stdout, everything else to stderr.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Duration;
 
 use access_edge::browse::{self, Action, BrowseError, BrowseOptions};
 use access_edge::control::{self, Command as ControlCommand};
-use access_edge::{Config, Edge, EdgeError, EdgeOptions};
+use access_edge::ssh_ca;
+use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions};
 use anyhow::Context;
 
-use crate::cli::{Cli, Command, ServeArgs};
+use crate::cli::{CaCommand, CaTarget, Cli, Command, KeyType, ServeArgs};
 
 /// An error in what the operator gave us: exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -57,15 +58,35 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             control_command(&state_dir, ControlCommand::ExpirePreviousKey)
         }
         Some(Command::Stats { state_dir }) => control_command(&state_dir, ControlCommand::Stats),
+        Some(Command::Ca(CaCommand::Generate { target, key_type })) => ca_generate(
+            &target,
+            key_type.map(|k| match k {
+                KeyType::Ecdsa => CaKeyType::Ecdsa,
+                KeyType::Ed25519 => CaKeyType::Ed25519,
+            }),
+        ),
+        Some(Command::Ca(CaCommand::Show { target })) => ca_show(&target),
     }
 }
 
 /// Serves until SIGINT or SIGTERM.
 fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
     init_logging(&args.log_level);
-    let (mut config, config_source) = choose_config(&args)?;
+    let (mut config, config_source) =
+        choose_config(args.config.as_deref(), args.state_dir.as_deref())?;
     if let Some(origin) = &args.origin {
         set_origin(&mut config, origin, &config_source)?;
+    }
+    if let Some(validity) = args.cert_validity {
+        // Certificates count whole seconds.
+        if validity.as_secs() == 0 {
+            return Err(UsageError(
+                "--cert-validity: must be at least 1s (real certificates last minutes, like 3m)"
+                    .into(),
+            )
+            .into());
+        }
+        config.ssh_cert_validity = validity;
     }
     let opts = EdgeOptions {
         config: config.clone(),
@@ -95,12 +116,15 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
 
 /// The config to serve, and where it came from: `--config`, else the copy
 /// kept in the state dir, else the demo.
-fn choose_config(args: &ServeArgs) -> anyhow::Result<(Config, String)> {
-    if let Some(path) = &args.config {
+fn choose_config(
+    config: Option<&Path>,
+    state_dir: Option<&Path>,
+) -> anyhow::Result<(Config, String)> {
+    if let Some(path) = config {
         let config = Config::load(path).map_err(EdgeError::from)?;
         return Ok((config, path.display().to_string()));
     }
-    if let Some(dir) = &args.state_dir {
+    if let Some(dir) = state_dir {
         let kept = dir.join("config.toml");
         if kept.is_file() {
             let config = Config::load(&kept).map_err(EdgeError::from)?;
@@ -211,7 +235,15 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
         if !app.destinations.is_empty() {
             line("  destinations", &app.destinations.join(", "));
         }
+        line("  ssh CA", &ca_summary(edge, config, &app.hostname));
     }
+    line(
+        "ssh certs",
+        &format!(
+            "valid {} (cert_sign)",
+            humantime::format_duration(config.ssh_cert_validity)
+        ),
+    );
     if !config.identities.is_empty() {
         line("identities", &config.identities.join(", "));
     }
@@ -254,6 +286,90 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
     let _ = stdout
         .write_all(banner.as_bytes())
         .and_then(|()| stdout.flush());
+}
+
+/// The banner's word on an app's SSH CA: its fingerprint, or how to make one.
+fn ca_summary(edge: &Edge, config: &Config, hostname: &str) -> String {
+    let hostname = ssh_ca::app_hostname(config, hostname).unwrap_or_default();
+    match ssh_ca::load(edge.state_dir(), &hostname) {
+        Ok(Some(ca)) => format!("{} {}", ca.key_type().description(), ca.fingerprint()),
+        Ok(None) => format!(
+            "none (access-edge ca generate --app {} --state-dir {})",
+            access_edge::shell_word(Path::new(&hostname)),
+            access_edge::shell_word(edge.state_dir())
+        ),
+        Err(e) => format!("unusable: {e}"),
+    }
+}
+
+/// The app `target` names (default: the config's first), its configured
+/// hostname, and the state dir.
+fn ca_target(target: &CaTarget) -> anyhow::Result<(String, PathBuf)> {
+    let (config, source) = choose_config(target.config.as_deref(), Some(&target.state_dir))?;
+    let wanted = match &target.app {
+        Some(app) => app.clone(),
+        None => config
+            .apps
+            .first()
+            .map(|a| a.hostname.clone())
+            .unwrap_or_default(),
+    };
+    let Some(hostname) = ssh_ca::app_hostname(&config, &wanted) else {
+        let apps: Vec<&str> = config.apps.iter().map(|a| a.hostname.as_str()).collect();
+        return Err(UsageError(format!(
+            "no Access application {wanted} in {source} (its apps: {}); name one with --app, or give the edge's --config",
+            apps.join(", ")
+        ))
+        .into());
+    };
+    Ok((hostname, target.state_dir.clone()))
+}
+
+/// `access-edge ca generate`: the CA's line on stdout, what happened on
+/// stderr.
+fn ca_generate(target: &CaTarget, key_type: Option<CaKeyType>) -> anyhow::Result<ExitCode> {
+    let (app, state_dir) = ca_target(target)?;
+    let generated = ssh_ca::generate(&state_dir, &app, key_type)?;
+    let ca = &generated.ca;
+    print_line(&ca.public_line())?;
+    if generated.created {
+        eprintln!(
+            "access-edge: made a new {} SSH CA for {app} ({}); put the line above in the file named by sshd's TrustedUserCAKeys",
+            ca.key_type().description(),
+            ca.key_path().display()
+        );
+    } else {
+        eprintln!(
+            "access-edge: {app} already has this {} SSH CA ({})",
+            ca.key_type().description(),
+            ca.key_path().display()
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `access-edge ca show`: the existing CA's line on stdout.
+fn ca_show(target: &CaTarget) -> anyhow::Result<ExitCode> {
+    let (app, state_dir) = ca_target(target)?;
+    match ssh_ca::load(&state_dir, &app)? {
+        Some(ca) => {
+            print_line(&ca.public_line())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        None => anyhow::bail!(
+            "{app} has no SSH CA in {} yet: make one with `access-edge ca generate --app {} --state-dir {}`",
+            state_dir.display(),
+            access_edge::shell_word(Path::new(&app)),
+            access_edge::shell_word(&state_dir)
+        ),
+    }
+}
+
+fn print_line(line: &str) -> anyhow::Result<()> {
+    let mut stdout = std::io::stdout().lock();
+    writeln!(stdout, "{line}")
+        .and_then(|()| stdout.flush())
+        .context("cannot write to stdout")
 }
 
 /// `access-edge browse`: one line on stderr, nothing on stdout.

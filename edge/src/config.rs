@@ -12,6 +12,7 @@
 //! identities = ["alice@acme.test", "bob@acme.test"]   # offered on the login page
 //! app_token_lifetime = "24h"
 //! org_token_lifetime = "24h"
+//! ssh_cert_validity = "3m"           # how long cert_sign's certificates last
 //!
 //! [[apps]]
 //! hostname = "ssh.acme.test"         # or "*.acme.test"
@@ -66,6 +67,10 @@ pub struct Config {
     /// Lifetime of org tokens.
     #[serde(default = "default_lifetime", with = "humantime_str")]
     pub org_token_lifetime: Duration,
+    /// How long the SSH certificates of `cert_sign` are valid (whole
+    /// seconds): minutes, like the real service's.
+    #[serde(default = "default_cert_validity", with = "humantime_str")]
+    pub ssh_cert_validity: Duration,
     /// The Access applications.
     #[serde(default)]
     pub apps: Vec<AppConfig>,
@@ -161,6 +166,13 @@ fn default_lifetime() -> Duration {
     Duration::from_secs(24 * 3600)
 }
 
+/// The validity of the one real certificate on record (PROTOCOL.md 7.6).
+pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(180);
+
+fn default_cert_validity() -> Duration {
+    DEFAULT_CERT_VALIDITY
+}
+
 impl Default for Config {
     fn default() -> Self {
         Config {
@@ -170,6 +182,7 @@ impl Default for Config {
             identities: Vec::new(),
             app_token_lifetime: default_lifetime(),
             org_token_lifetime: default_lifetime(),
+            ssh_cert_validity: default_cert_validity(),
             apps: Vec::new(),
             service_tokens: Vec::new(),
         }
@@ -293,6 +306,12 @@ impl Config {
             if lifetime.is_zero() {
                 return Err(ConfigError::new(format!("{what} must be longer than 0s")));
             }
+        }
+        // Certificates count whole seconds.
+        if self.ssh_cert_validity.as_secs() == 0 {
+            return Err(ConfigError::new(
+                "ssh_cert_validity must be at least 1s (real certificates last minutes, like \"3m\")",
+            ));
         }
         self.validate_service_tokens()?;
         self.validate_apps(&auth_domain)
@@ -487,6 +506,7 @@ team = "acme"
 fedramp = true
 identities = ["alice@acme.test"]
 app_token_lifetime = "15m"
+ssh_cert_validity = "90s"
 
 [[apps]]
 hostname = "*.acme.test"
@@ -508,6 +528,8 @@ client_secret = "xyz"
         );
         assert_eq!(config.app_token_lifetime, Duration::from_secs(900));
         assert_eq!(config.org_token_lifetime, Duration::from_secs(86400));
+        assert_eq!(config.ssh_cert_validity, Duration::from_secs(90));
+        assert_eq!(Config::demo().ssh_cert_validity, Duration::from_secs(180));
         assert_eq!(config.apps[0].hostname, "*.acme.test");
         assert!(!format!("{:?}", config.service_tokens[0]).contains("xyz"));
     }
@@ -568,6 +590,10 @@ client_secret = "xyz"
             (
                 "app_token_lifetime = \"0s\"\n[[apps]]\nhostname = \"x.y\"",
                 "longer than 0s",
+            ),
+            (
+                "ssh_cert_validity = \"500ms\"\n[[apps]]\nhostname = \"x.y\"",
+                "at least 1s",
             ),
             (
                 "[[apps]]\nhostname = \"demo.cloudflareaccess.com\"",

@@ -35,13 +35,15 @@ pub enum Endpoint {
     AppRequest,
     /// A websocket upgrade asked on an app host, whatever its answer.
     Websocket,
+    /// `/cdn-cgi/access/cert_sign` on the auth domain, whatever its answer.
+    CertSign,
     /// A request for a host or path the edge does not serve.
     Unknown,
 }
 
 impl Endpoint {
     /// Every endpoint, in display order.
-    pub const ALL: [Endpoint; 11] = [
+    pub const ALL: [Endpoint; 12] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::LoginPage,
@@ -52,6 +54,7 @@ impl Endpoint {
         Endpoint::TokenCheck,
         Endpoint::AppRequest,
         Endpoint::Websocket,
+        Endpoint::CertSign,
         Endpoint::Unknown,
     ];
 
@@ -68,6 +71,7 @@ impl Endpoint {
             Endpoint::TokenCheck => "token_check",
             Endpoint::AppRequest => "app_request",
             Endpoint::Websocket => "websocket",
+            Endpoint::CertSign => "cert_sign",
             Endpoint::Unknown => "unknown",
         }
     }

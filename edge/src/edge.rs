@@ -19,7 +19,7 @@ use crate::config::Config;
 use crate::control;
 use crate::counters::{Carried, CarrierStats, Counters, Endpoint};
 use crate::error::EdgeError;
-use crate::faults::Faults;
+use crate::faults::{CertSignFault, Faults};
 use crate::login_service::LoginService;
 use crate::org_exchange::Exchange;
 use crate::policy::is_valid_email;
@@ -27,6 +27,7 @@ use crate::profile;
 use crate::router;
 use crate::signing::Keys;
 use crate::site::Site;
+use crate::ssh_ca::{self, CaKeyType};
 use crate::state::{SECRET, StateDir, files};
 use crate::tls::{self, Ca};
 use crate::tokens::{Kind, Tokens};
@@ -81,6 +82,8 @@ pub(crate) struct Settings {
     pub org_token_lifetime: Duration,
     pub auto_approve: Option<String>,
     pub poll_hold: Duration,
+    /// How long `cert_sign`'s certificates are valid (whole seconds).
+    pub cert_validity: Duration,
 }
 
 /// Everything the handlers share.
@@ -406,6 +409,47 @@ impl Edge {
         self.state.update_settings(|s| s.poll_hold = hold);
     }
 
+    /// How long the SSH certificates `cert_sign` issues from now on are valid
+    /// (whole seconds, at least one; the default is the config's
+    /// `ssh_cert_validity`, 3 minutes unless set).
+    pub fn set_cert_validity(&self, validity: Duration) {
+        let validity = Duration::from_secs(validity.as_secs().max(1));
+        self.state.update_settings(|s| s.cert_validity = validity);
+    }
+
+    /// Makes `cert_sign` answer `fault` from now on (`None`: answer right).
+    pub fn cert_sign_fault(&self, fault: Option<CertSignFault>) {
+        self.state.faults.set_cert_sign_fault(fault);
+    }
+
+    /// Creates the SSH CA of the app configured as (or protecting) `hostname`
+    /// unless it has one, as `access-edge ca generate` does, and returns its
+    /// public key as one `authorized_keys` line (no newline) for sshd's
+    /// `TrustedUserCAKeys`. Asking again gives the same line; asking for
+    /// another key type than the existing CA's is an error.
+    pub fn generate_ca(&self, hostname: &str, key_type: CaKeyType) -> Result<String, EdgeError> {
+        let app = self.state.site.app_named(hostname).ok_or_else(|| {
+            EdgeError::Usage(format!("no Access application {hostname} on this edge"))
+        })?;
+        ssh_ca::generate(self.state_dir(), &app.hostname, Some(key_type))
+            .map(|generated| generated.ca.public_line())
+    }
+
+    /// The public key line (no newline) of the SSH CA of the app configured
+    /// as (or protecting) `hostname`, if it has one (made by
+    /// [`Edge::generate_ca`] or by `access-edge ca generate` on this state
+    /// dir).
+    pub fn ca_public_key(&self, hostname: &str) -> Option<String> {
+        let app = self.state.site.app_named(hostname)?;
+        match ssh_ca::load(self.state_dir(), &app.hostname) {
+            Ok(ca) => ca.map(|ca| ca.public_line()),
+            Err(e) => {
+                tracing::error!("{e}");
+                None
+            }
+        }
+    }
+
     /// A valid app token for the app configured as (or protecting)
     /// `hostname`, for `email`, valid for `lifetime` (zero: already expired).
     /// Returns an empty string when no app matches.
@@ -509,6 +553,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
         org_token_lifetime: site.org_token_lifetime,
         auto_approve: opts.auto_approve.clone(),
         poll_hold: opts.poll_hold,
+        cert_validity: site.cert_validity,
     };
     let edge_binary = opts
         .edge_binary

@@ -4,7 +4,9 @@
 //! with app metadata that must not be trusted (PROTOCOL.md 2.3–2.5), and with
 //! a carrier that is slow to answer, cannot reach its origin, or cuts a
 //! session mid-transfer (PROTOCOL.md 6: the client must end with an error,
-//! promptly, never hang).
+//! promptly, never hang), and with a `cert_sign` whose answer must not be
+//! written to disk as it is (PROTOCOL.md 7.5: a client checks the
+//! certificate before trusting it).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -38,6 +40,29 @@ pub enum MetadataFault {
     ForeignAuthDomain,
 }
 
+/// What `cert_sign` answers instead of the certificate asked for, until
+/// cleared. Except for [`CertSignFault::Error`], a fault applies only to a
+/// request that would have been granted (valid token, an app with a CA, a
+/// usable public key), so a test sees the fault and nothing else.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum CertSignFault {
+    /// Answer `{"status":status,"message":message}` with that HTTP status,
+    /// whatever the request.
+    Error { status: u16, message: String },
+    /// A valid user certificate for a freshly generated key (of the same type
+    /// when possible) instead of the key sent.
+    OtherKey,
+    /// 200 with a body that is not JSON at all.
+    Garbage,
+    /// 200 with the usual JSON, but a `certificate` that does not parse.
+    BadCertificate,
+    /// A host certificate (principal: the app's hostname) for the key sent.
+    HostCertificate,
+    /// A user certificate for the key sent whose validity already ended.
+    Expired,
+}
+
 #[derive(Debug)]
 pub(crate) struct Faults {
     /// The flaw put into app metadata, if any.
@@ -53,6 +78,8 @@ pub(crate) struct Faults {
     refuse_origin: AtomicBool,
     /// Wait this long before answering an upgrade.
     handshake_delay: Mutex<Option<Duration>>,
+    /// What `cert_sign` answers instead, if anything.
+    cert_sign: Mutex<Option<CertSignFault>>,
 }
 
 impl Default for Faults {
@@ -64,6 +91,7 @@ impl Default for Faults {
             cut_after: AtomicU64::new(u64::MAX),
             refuse_origin: AtomicBool::new(false),
             handshake_delay: Mutex::default(),
+            cert_sign: Mutex::default(),
         }
     }
 }
@@ -127,6 +155,18 @@ impl Faults {
             .unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Makes `cert_sign` answer `fault` from now on (`None`: answer right).
+    pub fn set_cert_sign_fault(&self, fault: Option<CertSignFault>) {
+        *self.cert_sign.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    pub fn cert_sign_fault(&self) -> Option<CertSignFault> {
+        self.cert_sign
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
     /// Takes the fault for one transfer poll, if any is pending (failures
     /// before stalls).
     pub fn take_poll_fault(&self) -> Option<PollFault> {
@@ -176,5 +216,16 @@ mod tests {
         assert_eq!(f.handshake_delay(), Some(Duration::from_millis(5)));
         f.cut_websockets_after(None);
         assert_eq!(f.cut_after(), None);
+    }
+
+    #[test]
+    fn a_cert_sign_fault_stays_until_cleared() {
+        let f = Faults::default();
+        assert_eq!(f.cert_sign_fault(), None);
+        f.set_cert_sign_fault(Some(CertSignFault::Garbage));
+        assert_eq!(f.cert_sign_fault(), Some(CertSignFault::Garbage));
+        assert_eq!(f.cert_sign_fault(), Some(CertSignFault::Garbage));
+        f.set_cert_sign_fault(None);
+        assert_eq!(f.cert_sign_fault(), None);
     }
 }

@@ -1,12 +1,13 @@
 //! access-edge: a faithful local stand-in for the Cloudflare Access edge.
 //!
 //! It answers everything a Cloudflare Access client says on the wire
-//! (`PROTOCOL.md` sections 2–6) the way the real edge does, over TLS from a
+//! (`PROTOCOL.md` sections 2–7) the way the real edge does, over TLS from a
 //! local CA, so that cfaccess and the official `cloudflared access` client can
 //! run their whole flow with no internet: app discovery, the JWKS, the login
 //! page, the login service's sealed transfer, the org-token exchange, the token
-//! check, service tokens, and the websocket carrier to each app's TCP origin
-//! (`cloudflared access ssh` as an ssh `ProxyCommand`).
+//! check, service tokens, the websocket carrier to each app's TCP origin
+//! (`cloudflared access ssh` as an ssh `ProxyCommand`), and short-lived SSH
+//! certificates from each app's own SSH CA (`cloudflared access ssh-gen`).
 //!
 //! The binary (`access-edge`) is a thin layer over this library. Tests start an
 //! edge in-process:
@@ -37,12 +38,15 @@
 //! (or bastion destination) and `relay` pumps the bytes;
 //! `login_page` and `html` are the browser login; `login_service` is the
 //! sealed transfer long poll; `org_exchange` is single sign-on with the org
-//! token; `control` is the operator socket; `counters` and `faults` are for
-//! tests; [`browse`] is the headless browser; `profile` writes the edge profile.
+//! token; [`ssh_ca`] keeps each app's SSH CA and `cert_sign` issues its
+//! certificates; `control` is the operator socket; `counters` and `faults`
+//! are for tests; [`browse`] is the headless browser; `profile` writes the
+//! edge profile.
 
 mod app_host;
 pub mod browse;
 mod carrier;
+mod cert_sign;
 pub mod config;
 pub mod control;
 mod counters;
@@ -61,6 +65,7 @@ mod relay;
 mod router;
 mod signing;
 mod site;
+pub mod ssh_ca;
 mod state;
 mod tls;
 mod tokens;
@@ -69,8 +74,9 @@ pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
 pub use counters::{CarrierStats, Endpoint};
 pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
 pub use error::EdgeError;
-pub use faults::MetadataFault;
+pub use faults::{CertSignFault, MetadataFault};
 pub use policy::{EmailPattern, is_valid_email};
 pub use profile::shell_word;
+pub use ssh_ca::CaKeyType;
 pub use state::copy_secrets;
 pub use tokens::AccessClaims;

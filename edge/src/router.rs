@@ -4,19 +4,19 @@
 //! Each kind of host has its own small router; the request is handed to it
 //! after the host is classified (and, for an app host, the app found and put
 //! in the request's extensions as [`AppHost`]). A websocket upgrade goes
-//! through the app host's fallback to the carrier. New endpoints slot in
-//! here: `cert_sign` on the auth domain.
+//! through the app host's fallback to the carrier.
 
 use std::sync::Arc;
 
 use axum::extract::{Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{any, get};
 use axum::{Json, Router};
 use tower::ServiceExt;
 
 use crate::app_host;
+use crate::cert_sign;
 use crate::counters::Endpoint;
 use crate::edge::EdgeState;
 use crate::html;
@@ -56,6 +56,7 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
         auth: Router::new()
             .route("/cdn-cgi/access/certs", get(jwks))
             .route("/cdn-cgi/access/login/{*host}", get(org_exchange::login))
+            .route("/cdn-cgi/access/cert_sign", any(cert_sign::handle))
             .fallback(not_found)
             .with_state(edge.clone()),
         login: Router::new()

@@ -34,6 +34,8 @@ pub(crate) struct Site {
     /// Configured token lifetimes (the edge may change them at run time).
     pub app_token_lifetime: Duration,
     pub org_token_lifetime: Duration,
+    /// Configured validity of SSH certificates (changeable at run time too).
+    pub cert_validity: Duration,
 }
 
 /// One Access application, resolved.
@@ -81,11 +83,7 @@ impl Site {
         let mut generated = false;
         let mut apps = Vec::new();
         for app in &config.apps {
-            let hostname = app
-                .hostname
-                .trim()
-                .trim_end_matches('.')
-                .to_ascii_lowercase();
+            let hostname = normalize_app_hostname(&app.hostname);
             let aud = match &app.aud {
                 Some(aud) => aud.clone(),
                 None => auds
@@ -140,6 +138,7 @@ impl Site {
                 .collect(),
             app_token_lifetime: config.app_token_lifetime,
             org_token_lifetime: config.org_token_lifetime,
+            cert_validity: config.ssh_cert_validity,
         })
     }
 
@@ -147,15 +146,7 @@ impl Site {
     /// hostname first, then the wildcard with the longest suffix, as Access
     /// does.
     pub fn app_index(&self, host: &str) -> Option<usize> {
-        if let Some(i) = self.apps.iter().position(|a| a.hostname == host) {
-            return Some(i);
-        }
-        self.apps
-            .iter()
-            .enumerate()
-            .filter(|(_, a)| cfaccess::edge_profile::wildcard_matches(&a.hostname, host))
-            .max_by_key(|(_, a)| a.hostname.len())
-            .map(|(i, _)| i)
+        protecting(self.apps.iter().map(|a| a.hostname.as_str()), host)
     }
 
     /// The app protecting `host` (see [`Site::app_index`]).
@@ -165,11 +156,7 @@ impl Site {
 
     /// The app with this configured hostname, or else the one protecting it.
     pub fn app_named(&self, hostname: &str) -> Option<&App> {
-        let hostname = hostname.trim_end_matches('.').to_ascii_lowercase();
-        self.apps
-            .iter()
-            .find(|a| a.hostname == hostname)
-            .or_else(|| self.app_for_host(&hostname))
+        named(self.apps.iter().map(|a| a.hostname.as_str()), hostname).map(|i| &self.apps[i])
     }
 
     /// Whether `host` is one of the login service names.
@@ -196,6 +183,34 @@ impl Site {
             .iter()
             .find(|t| t.client_id == client_id)
     }
+}
+
+/// An app hostname as the edge keeps it: trimmed, lower case, no final dot.
+pub(crate) fn normalize_app_hostname(hostname: &str) -> String {
+    hostname.trim().trim_end_matches('.').to_ascii_lowercase()
+}
+
+/// The index of the hostname (normalized) protecting `host` (lower case, no
+/// port): an exact hostname first, then the wildcard with the longest
+/// suffix, as Access does.
+fn protecting<'a>(hostnames: impl Iterator<Item = &'a str> + Clone, host: &str) -> Option<usize> {
+    if let Some(i) = hostnames.clone().position(|h| h == host) {
+        return Some(i);
+    }
+    hostnames
+        .enumerate()
+        .filter(|(_, h)| cfaccess::edge_profile::wildcard_matches(h, host))
+        .max_by_key(|(_, h)| h.len())
+        .map(|(i, _)| i)
+}
+
+/// The index of the hostname (normalized) equal to `name` as configured
+/// (`*.x.test` names the wildcard app itself), or else protecting it.
+pub(crate) fn named<'a>(
+    hostnames: impl Iterator<Item = &'a str> + Clone,
+    name: &str,
+) -> Option<usize> {
+    protecting(hostnames, &normalize_app_hostname(name))
 }
 
 #[cfg(test)]

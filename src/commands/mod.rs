@@ -3,6 +3,8 @@
 
 mod curl;
 mod login;
+mod ssh_config;
+mod ssh_gen;
 mod tcp;
 mod token;
 
@@ -37,6 +39,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::Token(args) => block_on(token::run(args)),
         Action::Curl(args) => block_on(curl::run(args, fedramp)),
         Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
+        Action::SshGen(args) => ssh_gen::run(args, fedramp),
+        Action::SshConfig(args) => ssh_config::run(args),
     }
 }
 

@@ -70,7 +70,7 @@ impl TestEnv {
     }
 
     /// Gives `cmd` this world's environment, and nothing of the caller's.
-    fn isolate(&self, cmd: &mut Command) {
+    pub fn isolate(&self, cmd: &mut Command) {
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("HOME", &self.home)

@@ -23,6 +23,11 @@ pub const SSHD: &str = "/usr/sbin/sshd";
 impl Sshd {
     /// Starts sshd with the given extra `sshd_config` lines.
     pub fn start(extra: &[String]) -> Sshd {
+        Sshd::start_on(free_port(), extra)
+    }
+
+    /// Starts sshd on `port` with the given extra `sshd_config` lines.
+    pub fn start_on(port: u16, extra: &[String]) -> Sshd {
         let tmp = tempfile::tempdir().expect("sshd dir");
         let dir = tmp.path();
         assert!(
@@ -37,7 +42,6 @@ impl Sshd {
         keygen(&user_key);
         let authorized = dir.join("authorized_keys");
         std::fs::copy(user_key.with_extension("pub"), &authorized).expect("authorized_keys");
-        let port = free_port();
         let mut config = vec![
             format!("Port {port}"),
             "ListenAddress 127.0.0.1".into(),

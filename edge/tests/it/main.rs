@@ -2,7 +2,9 @@
 //! the way clients reach it. One test binary, so that the signing keys are
 //! made once for all of them (see `common`).
 
+mod ca;
 mod carrier;
+mod cert_sign;
 mod common;
 mod discovery;
 mod login;

@@ -12,7 +12,7 @@ use cfaccess::edge_profile::EdgeProfile;
 use crate::common::*;
 
 /// Waits (with a deadline) until `path` exists.
-fn wait_for_file(path: &Path, child: &mut Child) {
+pub fn wait_for_file(path: &Path, child: &mut Child) {
     let deadline = Instant::now() + Duration::from_secs(60);
     while !path.exists() {
         if let Ok(Some(status)) = child.try_wait() {
@@ -30,7 +30,7 @@ fn wait_for_file(path: &Path, child: &mut Child) {
 }
 
 /// Stops a served edge with SIGTERM and collects its output.
-fn terminate(child: Child) -> Output {
+pub fn terminate(child: Child) -> Output {
     let status = Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status()

@@ -1,0 +1,114 @@
+//! Asking the team's SSH CA for a short-lived certificate (PROTOCOL.md 7.4
+//! and 7.5): `POST <iss>/cdn-cgi/access/cert_sign` with our public key and
+//! the app token whose `iss` names the team.
+
+use std::time::Duration;
+
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::{http, jwt};
+
+const PATH: &str = "/cdn-cgi/access/cert_sign";
+const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Why no certificate came back.
+#[derive(Debug, thiserror::Error)]
+pub enum CertSignError {
+    /// The service refused the token (expired, revoked): log in again.
+    #[error("cert_sign refused the token ({status}: {message})")]
+    TokenRefused { status: u16, message: String },
+    #[error("cert_sign answered {status}: {message}")]
+    Refused { status: u16, message: String },
+    #[error("cannot reach cert_sign at {url}: {reason}")]
+    Unreachable { url: String, reason: String },
+    #[error("cert_sign's answer is not valid: {0}")]
+    BadAnswer(String),
+    #[error("the app token names no issuer (iss), so there is no cert_sign to ask")]
+    NoIssuer,
+}
+
+/// A successful answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Signed {
+    #[serde(default)]
+    pub id: String,
+    pub certificate: String,
+    #[serde(default)]
+    pub expires_at: String,
+}
+
+#[derive(Serialize)]
+struct Request<'a> {
+    public_key: &'a str,
+    jwt: &'a str,
+    issuer: &'a str,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    status: u16,
+    #[serde(default)]
+    message: String,
+}
+
+/// Sends `public_key` (an `authorized_keys` line, newline included, as the
+/// official client sends it) with `token` to the token's issuer.
+pub async fn sign(
+    http: &reqwest::Client,
+    token: &str,
+    public_key: &str,
+) -> Result<Signed, CertSignError> {
+    let issuer = jwt::peek(token)
+        .ok()
+        .and_then(|c| c.iss)
+        .filter(|iss| !iss.is_empty())
+        .ok_or(CertSignError::NoIssuer)?;
+    let url = format!("{}{PATH}", issuer.trim_end_matches('/'));
+    let unreachable = |reason: String| CertSignError::Unreachable {
+        url: url.clone(),
+        reason,
+    };
+    let body = serde_json::to_vec(&Request {
+        public_key,
+        jwt: token,
+        issuer: &issuer,
+    })
+    .map_err(|e| unreachable(e.to_string()))?;
+    let request = http
+        .post(&url)
+        .header(reqwest::header::CONTENT_TYPE, "application/json")
+        .body(body)
+        .timeout(TIMEOUT)
+        .build()
+        .map_err(|e| unreachable(e.to_string()))?;
+    let response = http::send_following(http, request)
+        .await
+        .map_err(|e| unreachable(crate::error::describe_reqwest(&e)))?;
+    let status = response.status();
+    let body = response
+        .bytes()
+        .await
+        .map_err(|e| unreachable(crate::error::describe_reqwest(&e)))?;
+    if status == StatusCode::OK {
+        return serde_json::from_slice(&body).map_err(|e| CertSignError::BadAnswer(e.to_string()));
+    }
+    // the JSON status is the one the official client reports
+    let (status, message) = match serde_json::from_slice::<ErrorBody>(&body) {
+        Ok(e) if e.status != 0 => (e.status, e.message),
+        _ => (
+            status.as_u16(),
+            String::from_utf8_lossy(&body)
+                .trim()
+                .chars()
+                .take(200)
+                .collect(),
+        ),
+    };
+    if status == 401 {
+        Err(CertSignError::TokenRefused { status, message })
+    } else {
+        Err(CertSignError::Refused { status, message })
+    }
+}

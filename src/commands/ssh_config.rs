@@ -1,0 +1,102 @@
+//! `cfaccess ssh-config --hostname h [--short-lived-cert]`: the ssh_config
+//! snippet on stdout (so `>> ~/.ssh/config` works), or `--install`ed.
+
+use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use super::UsageError;
+use crate::atomic_file;
+use crate::cli::SshConfigArgs;
+use crate::config_dir::ConfigDir;
+use crate::error::WithHint;
+use crate::host::AppUrl;
+use crate::ssh_config::{self, KeyDir};
+
+pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
+    let hostname = match args.hostname.as_deref() {
+        // a host (or URL) as ssh will see it: the name alone
+        Some(h) => AppUrl::parse(h)
+            .map_err(|e| UsageError(e.to_string()))?
+            .hostname(),
+        None if args.install => {
+            return Err(UsageError("--install needs --hostname".into()).into());
+        }
+        None => "[your hostname]".into(),
+    };
+    let exe = std::env::current_exe().context("cannot find the path of this program")?;
+    let dir = ConfigDir::locate()?;
+    let key_dir = if dir.is_default() {
+        KeyDir::Default
+    } else {
+        KeyDir::Path(dir.path().to_string_lossy().into_owned())
+    };
+    let block = ssh_config::snippet(&exe, &hostname, args.short_lived_cert, &key_dir);
+
+    if !args.install {
+        eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
+        let mut out = std::io::stdout().lock();
+        out.write_all(block.as_bytes())
+            .and_then(|()| out.flush())
+            .context("cannot write to stdout")?;
+        return Ok(ExitCode::SUCCESS);
+    }
+
+    let file = match args.config {
+        Some(file) => file,
+        None => ssh_dir()?.join("config"),
+    };
+    let old = match std::fs::read_to_string(&file) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
+    };
+    let installed = ssh_config::install(&old, &hostname, &block);
+    if args.dry_run {
+        let mut diff = format!(
+            "--- {}\n+++ {} (with cfaccess's block for {hostname})\n",
+            file.display(),
+            file.display()
+        );
+        for line in installed.replaced.iter().flat_map(|old| old.lines()) {
+            diff.push_str(&format!("-{line}\n"));
+        }
+        for line in block.lines() {
+            diff.push_str(&format!("+{line}\n"));
+        }
+        print!("{diff}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mode = std::fs::metadata(&file).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    atomic_file::write(&file, installed.text.as_bytes(), mode)
+        .with_context(|| format!("cannot write {}", file.display()))
+        .hint("check that the file and its directory are writable")?;
+    let what = if installed.replaced.is_some() {
+        "Replaced"
+    } else {
+        "Added"
+    };
+    eprintln!(
+        "{what} the cfaccess block for {hostname} in {}.",
+        file.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `~/.ssh`, created 0700 when missing.
+fn ssh_dir() -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .context("HOME is not set, so there is no ~/.ssh/config")
+        .hint("give the file with --config")?;
+    let dir = PathBuf::from(home).join(".ssh");
+    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+            Err(e).with_context(|| format!("cannot create {}", dir.display()))
+        }
+        _ => Ok(dir),
+    }
+}
