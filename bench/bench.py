@@ -9,8 +9,9 @@
 It builds the release binaries, starts an access-edge (auto-approving logins)
 and a local sshd the way the tests do, plus a TCP sink, all on 127.0.0.1,
 and keeps everything in a temp dir. Short commands are timed with hyperfine
-(installed with apt-get when missing); transfers are timed here. Nothing
-touches the network beyond loopback or your ~/.cloudflared.
+(installed with apt-get when missing); transfers are timed here. Each row is
+checked against its target (TARGETS below) and the table says which are met.
+Nothing touches the network beyond loopback or your ~/.cloudflared.
 """
 
 import argparse
@@ -160,7 +161,9 @@ class World:
             f"Port {port}", "ListenAddress 127.0.0.1", f"HostKey {d / 'host_key'}", "PidFile none",
             "UsePAM no", "StrictModes no", "PasswordAuthentication no", "KbdInteractiveAuthentication no",
             "PermitRootLogin prohibit-password", f"AuthorizedKeysFile {d / 'user_key.pub'}",
-            f"TrustedUserCAKeys {d / 'trusted_ca'}", "",
+            f"TrustedUserCAKeys {d / 'trusted_ca'}",
+            # 50 sessions start at once; the default (10:30:100) drops some
+            "MaxStartups 200", "",
         ]))
         Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
         self.procs.append(subprocess.Popen(["/usr/sbin/sshd", "-D", "-e", "-f", str(d / "config")],
@@ -308,35 +311,52 @@ def throughput_listener(world, quick):
                        "cfaccess_peak_rss_kib": rss})]
 
 
+def ssh_upload(world, args, size):
+    """Seconds to send `size` bytes through `ssh … 'cat > /dev/null'`."""
+    start = time.perf_counter()
+    with subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE) as src:
+        sh(*args, "cat > /dev/null", stdin=src.stdout, env=world.env)
+    return time.perf_counter() - start
+
+
+def proxy_with_rss(world):
+    """A ProxyCommand that leaves cfaccess's peak RSS in a file. ssh hangs up
+    on its ProxyCommand when done; ignoring that lets time(1) see cfaccess to
+    its end (%% escapes ssh's own % tokens)."""
+    rss_file = world.tmp / "rss"
+    rss_file.unlink(missing_ok=True)
+    return rss_file, f"sh -c \"trap '' HUP; exec /usr/bin/time -f %%M -o {rss_file} {world.proxy()}\""
+
+
+def read_rss(rss_file):
+    deadline = time.monotonic() + 10
+    while not (rss_file.exists() and rss_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return int(rss_file.read_text().split()[-1])
+
+
 def throughput_ssh(world, quick):
     """`ssh host 'cat > /dev/null'` through the ProxyCommand against direct
-    ssh, and cfaccess's peak RSS meanwhile."""
+    ssh (runs alternate, so both see the same machine), and cfaccess's peak
+    RSS meanwhile: after 1 GiB and after 4 GiB, which must be alike."""
     size = (GIB // 8) if quick else GIB
-    runs = 1 if quick else 3
-    rss_file = world.tmp / "rss"
-    # ssh hangs up on its ProxyCommand when it is done; ignoring that lets
-    # time(1) see cfaccess to its end (%% escapes ssh's own % tokens)
-    proxy = f"sh -c \"trap '' HUP; exec /usr/bin/time -f %%M -o {rss_file} {world.proxy()}\""
-
-    def timed(args):
-        start = time.perf_counter()
-        with subprocess.Popen(["head", "-c", str(size), "/dev/zero"], stdout=subprocess.PIPE) as src:
-            sh(*args, "cat > /dev/null", stdin=src.stdout, env=world.env)
-        return time.perf_counter() - start
-
+    runs = 2 if quick else 7
     through, direct, rss = [], [], []
     for _ in range(runs):
-        direct.append(timed(world.ssh_args(port=world.sshd_port)))
-        rss_file.unlink(missing_ok=True)
-        through.append(timed(world.ssh_args(proxy)))
-        deadline = time.monotonic() + 10
-        while not (rss_file.exists() and rss_file.read_text().strip()) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        rss.append(int(rss_file.read_text().split()[-1]))
+        direct.append(ssh_upload(world, world.ssh_args(port=world.sshd_port), size))
+        rss_file, proxy = proxy_with_rss(world)
+        through.append(ssh_upload(world, world.ssh_args(proxy), size))
+        rss.append(read_rss(rss_file))
+    rss_file, proxy = proxy_with_rss(world)
+    ssh_upload(world, world.ssh_args(proxy), size * 4)
+    rss_4x = read_rss(rss_file)
     rate = lambda times: [size / t / 1e6 for t in times]  # noqa: E731
-    return [row("throughput_ssh", f"{size >> 20} MiB via ssh 'cat > /dev/null' through cfaccess", "MB/s",
-                rate(through), rate(direct), "direct ssh",
-                extra={"cfaccess_peak_rss_kib": max(rss)})]
+    return [
+        row("throughput_ssh", f"{size >> 20} MiB via ssh 'cat > /dev/null' through cfaccess", "MB/s",
+            rate(through), rate(direct), "direct ssh"),
+        row("ssh_peak_rss", f"peak RSS of cfaccess ssh: {size >> 20} MiB runs, then one of {4 * size >> 20} MiB",
+            "KiB", rss, extra={"after_4x_kib": rss_4x}),
+    ]
 
 
 def peak_rss_of(world, args, runs=11):
@@ -390,25 +410,131 @@ def ssh_true_cert(world, quick):
                 through, direct, "direct ssh with a plain key")]
 
 
+def concurrent_logins(world, quick):
+    """N ProxyCommands (`cfaccess access ssh`) started at once, each round
+    with an empty token cache and an auto-approving edge: all must connect
+    (each reads sshd's banner through the edge) with exactly one login. The
+    time until the last is done is compared with one connection: one ssh
+    session through cfaccess from an empty cache. Also reported: the same
+    against one ProxyCommand alone, and what N direct connections to sshd
+    cost against one (sshd forks for each, which dominates on 2 cores)."""
+    n = 10 if quick else 50
+    rounds = 2 if quick else 3
+    command = [str(BIN / "cfaccess"), "access", "ssh", "--hostname", "ssh.demo.test"]
+
+    def fresh_env():
+        return dict(world.env, CFACCESS_DIR=str(world.tmp / f"fresh-{time.monotonic_ns()}"))
+
+    def proxy_round(count):
+        env = fresh_env()
+        logins = world.requests().get("login_page", 0)
+        start = time.perf_counter()
+        procs = [subprocess.Popen(command, env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                  stderr=subprocess.DEVNULL) for _ in range(count)]
+        banners = []
+        for p in procs:  # each carries a connection: sshd's banner comes through
+            banners.append(p.stdout.readline())
+            p.stdin.close()
+        codes = [p.wait() for p in procs]
+        elapsed = time.perf_counter() - start
+        for p in procs:
+            p.stdout.close()
+        if any(codes) or not all(b.startswith(b"SSH-2.0-") for b in banners):
+            raise SystemExit(f"of {count} ProxyCommands, {sum(1 for c in codes if c)} failed")
+        made = world.requests().get("login_page", 0) - logins
+        if made != 1:
+            raise SystemExit(f"{count} ProxyCommands made {made} logins, not 1")
+        return elapsed
+
+    def ssh_round():
+        start = time.perf_counter()
+        sh(*world.ssh_args(world.proxy()), "true", env=fresh_env(), stderr=subprocess.DEVNULL)
+        return time.perf_counter() - start
+
+    def direct_round(count):
+        start = time.perf_counter()
+        socks = [socket.create_connection(("127.0.0.1", world.sshd_port)) for _ in range(count)]
+        for s in socks:
+            s.recv(64)
+            s.close()
+        return time.perf_counter() - start
+
+    one_ssh = [ssh_round() for _ in range(rounds)]
+    one_proxy = [proxy_round(1) for _ in range(rounds)]
+    many = [proxy_round(n) for _ in range(rounds)]
+    direct_one = statistics.median(direct_round(1) for _ in range(rounds))
+    direct_many = statistics.median(direct_round(n) for _ in range(rounds))
+    return [row("concurrent_logins", f"{n} ProxyCommands at once, empty token cache, one login", "s",
+                many, one_ssh, "one ssh connection through cfaccess, empty token cache",
+                extra={"vs_one_proxycommand": statistics.median(many) / statistics.median(one_proxy),
+                       "sshd_alone_n_vs_one": direct_many / direct_one})]
+
+
+def binary_size(world, quick):
+    """The release binary's size (built with `cargo build --release -p cfaccess`)."""
+    size = (BIN / "cfaccess").stat().st_size
+    return [row("binary_size", "size of target/release/cfaccess", "MiB", [size / (1 << 20)])]
+
+
+# What each row must reach: (field, comparison, bound); a field of "ratio"
+# compares ours with the baseline (for rates, a fraction of the baseline).
+TARGETS = {
+    "ssh_gen_fast": [("median", "<=", 3e-3), ("cfaccess_peak_rss_kib", "<=", 4096),
+                     ("edge_requests_during_all_runs", "==", 0)],
+    "ssh_config": [("median", "<=", 3e-3)],
+    "token_cached": [("median", "<=", 3e-3)],
+    "ssh_true_cert": [("ratio", "<=", 1.3)],
+    "throughput_listener": [("ratio", ">=", 0.25)],
+    "throughput_ssh": [("ratio", ">=", 0.85)],
+    "ssh_peak_rss": [("max", "<=", 10240), ("after_4x_kib", "<=", 10240)],
+    "concurrent_logins": [("ratio", "<=", 3.0)],
+    "binary_size": [("median", "<=", 8.0)],
+}
+
+
+def check_targets(r):
+    """Adds `targets` (each with `met`) to a row."""
+    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+    checks = []
+    for field, op, bound in TARGETS.get(r["name"], []):
+        value = r.get(field)
+        checks.append({"field": field, "op": op, "bound": bound, "value": value,
+                       "met": value is not None and ops[op](value, bound)})
+    r["targets"] = checks
+    return r
+
+
 MEASUREMENTS = {
     "short_commands": short_commands,
     "ssh_true_cert": ssh_true_cert,
     "ssh_true": ssh_true,
     "throughput_listener": throughput_listener,
     "throughput_ssh": throughput_ssh,
+    "concurrent_logins": concurrent_logins,
+    "binary_size": binary_size,
 }
 
 
+def fmt(v, unit):
+    if unit == "s":
+        return f"{v * 1000:.2f} ms" if v < 10 else f"{v:.1f} s"
+    if unit == "MiB":
+        return f"{v:.2f} MiB"
+    return f"{v:.0f} {unit}"
+
+
 def table(rows):
-    lines = [f"{'measurement':<22} {'median':>12} {'min':>12} {'max':>12} {'baseline':>12} {'ratio':>7}  notes"]
-    fmt = lambda v, unit: f"{v * 1000:.2f} ms" if unit == "s" else f"{v:.0f} {unit}"  # noqa: E731
+    lines = [f"{'measurement':<20} {'median':>11} {'min':>11} {'max':>11} {'baseline':>11} {'ratio':>6}  "
+             f"{'target':<28} notes"]
     for r in rows:
         base = fmt(r["baseline"]["median"], r["unit"]) if "baseline" in r else "-"
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+        target = "; ".join(f"{t['field'].replace('cfaccess_', '')} {t['op']} {t['bound']:g} "
+                           f"{'ok' if t['met'] else 'MISSED'}" for t in r["targets"]) or "-"
         notes = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_")))
-        lines.append(f"{r['name']:<22} {fmt(r['median'], r['unit']):>12} {fmt(r['min'], r['unit']):>12} "
-                     f"{fmt(r['max'], r['unit']):>12} {base:>12} {ratio:>7}  {notes}")
+                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_", "after_", "vs_", "sshd_")))
+        lines.append(f"{r['name']:<20} {fmt(r['median'], r['unit']):>11} {fmt(r['min'], r['unit']):>11} "
+                     f"{fmt(r['max'], r['unit']):>11} {base:>11} {ratio:>6}  {target:<28} {notes}")
     return "\n".join(lines)
 
 
@@ -434,7 +560,7 @@ def main():
     try:
         for name in args.only or MEASUREMENTS:
             log(f"measuring {name}")
-            rows += MEASUREMENTS[name](world, args.quick)
+            rows += [check_targets(r) for r in MEASUREMENTS[name](world, args.quick)]
     finally:
         world.close()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -442,7 +568,8 @@ def main():
               "cpus": os.cpu_count(), "quick": args.quick, "results": rows}
     Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
     print(table(rows))
-    log(f"results written to {args.json}")
+    missed = [r["name"] for r in rows if not all(t["met"] for t in r["targets"])]
+    log(f"results written to {args.json}" + (f"; targets missed: {', '.join(missed)}" if missed else "; every target met"))
 
 
 if __name__ == "__main__":

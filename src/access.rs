@@ -10,10 +10,14 @@ use std::io::Write;
 
 use tracing::debug;
 
+use std::sync::OnceLock;
+
 use crate::app_info::{self, AppInfo, AppInfoError};
 use crate::browser;
 use crate::config_dir::{ConfigDir, ConfigDirError};
+use crate::edge_profile::EdgeProfile;
 use crate::host::AppUrl;
+use crate::http::{self, HttpError};
 use crate::lock::{self, Acquired, LockError};
 use crate::login_service::{self, LoginError, LoginRequest, Redirect};
 use crate::org_exchange;
@@ -46,6 +50,8 @@ pub enum AccessError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Check(#[from] CheckError),
+    #[error(transparent)]
+    Http(#[from] HttpError),
     #[error("cannot delete the refused token {path}: {source}")]
     Remove {
         path: std::path::PathBuf,
@@ -57,24 +63,33 @@ pub enum AccessError {
 
 /// The shared context of the commands that talk to Access.
 pub struct Access {
-    http: reqwest::Client,
+    /// Built on first use: loading the trust roots costs milliseconds that
+    /// the offline fast paths (`token`, a valid certificate) do not need.
+    http: OnceLock<reqwest::Client>,
+    profile: Option<EdgeProfile>,
     store: TokenStore,
     options: LoginOptions,
     one_login: tokio::sync::Mutex<()>,
 }
 
 impl Access {
-    pub fn new(http: reqwest::Client, dir: ConfigDir, options: LoginOptions) -> Self {
+    pub fn new(profile: Option<EdgeProfile>, dir: ConfigDir, options: LoginOptions) -> Self {
         Access {
-            http,
+            http: OnceLock::new(),
+            profile,
             store: TokenStore::new(dir),
             options,
             one_login: tokio::sync::Mutex::new(()),
         }
     }
 
-    pub fn http(&self) -> &reqwest::Client {
-        &self.http
+    /// The HTTP client, built now if it was not yet.
+    pub fn http(&self) -> Result<&reqwest::Client, HttpError> {
+        if let Some(client) = self.http.get() {
+            return Ok(client);
+        }
+        let client = http::client(self.profile.as_ref())?;
+        Ok(self.http.get_or_init(|| client))
     }
 
     pub fn store(&self) -> &TokenStore {
@@ -83,13 +98,13 @@ impl Access {
 
     /// Finds and checks the application behind `url` (section 2), and
     /// remembers it for [`Access::known_app_info`].
-    pub async fn app_info(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
-        app_info::discover(&self.http, self.store.dir(), url, true).await
+    pub async fn app_info(&self, url: &AppUrl) -> Result<AppInfo, AccessError> {
+        Ok(app_info::discover(self.http()?, self.store.dir(), url, true).await?)
     }
 
     /// The same, for a one-off URL: nothing is remembered.
-    pub async fn app_info_once(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
-        app_info::discover(&self.http, self.store.dir(), url, false).await
+    pub async fn app_info_once(&self, url: &AppUrl) -> Result<AppInfo, AccessError> {
+        Ok(app_info::discover(self.http()?, self.store.dir(), url, false).await?)
     }
 
     /// The app info for `url` verified by an earlier discovery, checked again
@@ -99,7 +114,7 @@ impl Access {
     }
 
     /// The app info for `url`: known, else discovered.
-    pub async fn app_info_cached(&self, url: &AppUrl) -> Result<AppInfo, AppInfoError> {
+    pub async fn app_info_cached(&self, url: &AppUrl) -> Result<AppInfo, AccessError> {
         match self.known_app_info(url) {
             Some(app) => Ok(app),
             None => self.app_info(url).await,
@@ -156,7 +171,7 @@ impl Access {
             },
         };
         if let Some(org_token) = org_token {
-            match org_exchange::exchange(&self.http, url, &org_token).await {
+            match org_exchange::exchange(self.http()?, url, &org_token).await {
                 Ok(token) => {
                     self.store.store_app_token(app, &token)?;
                     return Ok(token);
@@ -179,7 +194,7 @@ impl Access {
             login_service::LOGIN_SERVICE
         };
         let tokens = login
-            .wait(&self.http, service, || eprintln!("Waiting for login..."))
+            .wait(self.http()?, service, || eprintln!("Waiting for login..."))
             .await?;
         if !tokens.org_token.is_empty() {
             self.store
@@ -198,13 +213,13 @@ impl Access {
         redirect: Redirect,
     ) -> Result<String, AccessError> {
         let token = self.app_token(url, app, redirect).await?;
-        if token_check::accepted(&self.http, url, &token).await? {
+        if token_check::accepted(self.http()?, url, &token).await? {
             return Ok(token);
         }
         debug!("the edge refused the cached token; fetching a new one");
         self.forget_app_token(app)?;
         let token = self.app_token(url, app, redirect).await?;
-        if token_check::accepted(&self.http, url, &token).await? {
+        if token_check::accepted(self.http()?, url, &token).await? {
             Ok(token)
         } else {
             Err(AccessError::RefusedAgain {

@@ -93,6 +93,9 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             AccessError::Lock(e) => return advice(e),
             AccessError::Store(e) => return advice(e),
             AccessError::ConfigDir(e) => return advice(e),
+            AccessError::Http(_) => {
+                return Some(format!("fix or unset {}", crate::edge_profile::ENV));
+            }
             _ => {}
         }
     }

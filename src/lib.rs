@@ -12,6 +12,7 @@ pub mod cert_sign;
 pub mod cli;
 mod commands;
 pub mod config_dir;
+pub mod dir_watch;
 pub mod edge_profile;
 pub mod error;
 pub mod host;

@@ -22,6 +22,7 @@ use serde::{Deserialize, Serialize};
 use tracing::debug;
 
 use crate::atomic_file;
+use crate::dir_watch::DirWatch;
 
 /// A lock older than this is stale whatever its owner is doing.
 const MAX_AGE: Duration = Duration::from_secs(600);
@@ -29,9 +30,11 @@ const MAX_AGE: Duration = Duration::from_secs(600);
 const WAIT_LIMIT: Duration = Duration::from_secs(600);
 /// Start times within this many milliseconds name the same process.
 const START_TOLERANCE_MS: i64 = 1000;
-/// Waiters look again after this long at first, then less and less often.
+/// Waiters look again after this long at first, then less and less often;
+/// a change in the directory (the token stored, the lock released) wakes
+/// them at once where that can be watched.
 const FIRST_POLL: Duration = Duration::from_millis(20);
-const LAST_POLL: Duration = Duration::from_millis(500);
+const LAST_POLL: Duration = Duration::from_millis(1000);
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -103,6 +106,7 @@ pub async fn acquire(
     let deadline = Instant::now() + WAIT_LIMIT;
     let mut pause = FIRST_POLL;
     let mut shown_url = String::new();
+    let mut watch: Option<DirWatch> = None;
     loop {
         match try_create(&lock, me) {
             Ok(()) => {
@@ -142,7 +146,13 @@ pub async fn acquire(
                 pid: owner.pid,
             });
         }
-        tokio::time::sleep(pause).await;
+        // watch only once there is something to wait for: the common case
+        // (a free lock) needs no watch
+        let dir = lock.parent().unwrap_or(Path::new("."));
+        watch
+            .get_or_insert_with(|| DirWatch::new(dir))
+            .changed(pause)
+            .await;
         pause = (pause * 3 / 2).min(LAST_POLL);
     }
 }

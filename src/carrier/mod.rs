@@ -126,14 +126,9 @@ impl CarrierError {
 
 /// Opens an authenticated websocket to `target`.
 pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded, CarrierError> {
+    let http = access.http().map_err(AccessError::from)?;
     let dial = |token: Option<String>| async move {
-        handshake::dial(
-            access.http(),
-            &target.url,
-            &target.headers,
-            token.as_deref(),
-        )
-        .await
+        handshake::dial(http, &target.url, &target.headers, token.as_deref()).await
     };
     let known = target
         .may_log_in()
@@ -147,10 +142,7 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
     }
 
     tracing::debug!(host = %target.host(), "Access asked for a login; finding the app");
-    let app = access
-        .app_info(&target.url)
-        .await
-        .map_err(AccessError::from)?;
+    let app = access.app_info(&target.url).await?;
     let token = access
         .app_token(&target.url, &app, Redirect::FullUrl)
         .await?;

@@ -7,6 +7,7 @@
 //! its close, end the local output, and are done. The edge may answer our
 //! close at once (the real one may), which ends the session just the same.
 
+use std::io::ErrorKind;
 use std::sync::Arc;
 
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
@@ -14,8 +15,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, Wr
 use tokio::sync::Mutex;
 
 /// Bytes read from the local side per frame: big enough to amortise the
-/// per-frame cost, small enough to keep memory flat.
-const CHUNK: usize = 64 * 1024;
+/// per-frame cost and the wake-ups, small enough to keep memory flat.
+const CHUNK: usize = 256 * 1024;
 /// Frames larger than this end the session: nothing legitimate sends them.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
@@ -144,18 +145,28 @@ where
         };
         match frame.opcode {
             OpCode::Binary | OpCode::Text | OpCode::Continuation => {
-                local_out
-                    .write_all(&frame.payload)
-                    .await
-                    .map_err(PumpError::Local)?;
+                if let Err(e) = local_out.write_all(&frame.payload).await {
+                    return local_failure(e);
+                }
             }
             OpCode::Close => {
-                local_out.flush().await.map_err(PumpError::Local)?;
+                if let Err(e) = local_out.flush().await {
+                    return local_failure(e);
+                }
                 let _ = local_out.shutdown().await;
                 return Ok(());
             }
             OpCode::Ping | OpCode::Pong => {}
         }
+    }
+}
+
+/// A failed write to the local side. Whoever read our output (ssh, say)
+/// having gone is how sessions end, not a failure.
+fn local_failure(e: std::io::Error) -> Result<(), PumpError> {
+    match e.kind() {
+        ErrorKind::BrokenPipe | ErrorKind::ConnectionReset => Ok(()),
+        _ => Err(PumpError::Local(e)),
     }
 }
 
@@ -285,5 +296,32 @@ mod tests {
         assert_eq!(out.len(), data.len());
         assert!(out == data);
         server.await.unwrap();
+    }
+}
+
+#[cfg(test)]
+mod local_end_tests {
+    use super::*;
+    use fastwebsockets::WebSocket;
+    use std::time::Duration;
+    use tokio::io::duplex;
+
+    #[tokio::test]
+    async fn a_reader_that_goes_away_ends_the_session_quietly() {
+        let (client, server) = duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut ws = WebSocket::after_handshake(server, Role::Server);
+            ws.write_frame(Frame::binary(Payload::Borrowed(b"banner")))
+                .await
+                .unwrap();
+            let _ = ws.read_frame().await; // the client's close
+        });
+        let (_keep_open, local_in) = duplex(64);
+        let (local_out, reader) = duplex(64);
+        drop(reader); // ssh exited
+        let outcome =
+            tokio::time::timeout(Duration::from_secs(5), run(client, local_in, local_out)).await;
+        let outcome = outcome.expect("no hang");
+        assert!(outcome.is_ok(), "{outcome:?}");
     }
 }

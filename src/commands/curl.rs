@@ -35,7 +35,9 @@ pub async fn run(args: CurlArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let token = if allow_request {
         // use a token we have and the edge takes; never start a login
         match access.store().app_token(&app) {
-            Some(token) if token_check::accepted(access.http(), &url, &token).await? => Some(token),
+            Some(token) if token_check::accepted(access.http()?, &url, &token).await? => {
+                Some(token)
+            }
             _ => {
                 eprintln!(
                     "No valid Access token for {url}; running curl without one (run `cfaccess login {url}` to get one)."

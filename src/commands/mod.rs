@@ -18,7 +18,7 @@ use crate::config_dir::ConfigDir;
 use crate::edge_profile::EdgeProfile;
 use crate::error::WithHint;
 use crate::host::AppUrl;
-use crate::{http, logging};
+use crate::logging;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -69,8 +69,7 @@ fn access(options: LoginOptions) -> anyhow::Result<Access> {
     let dir = ConfigDir::locate()?;
     let profile =
         EdgeProfile::from_env().hint(format!("fix or unset {}", crate::edge_profile::ENV))?;
-    let client = http::client(profile.as_ref())?;
-    Ok(Access::new(client, dir, options))
+    Ok(Access::new(profile, dir, options))
 }
 
 /// The application URL from a positional argument or `--app`.

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)] // not every test binary needs all of them
 pub use access_edge::{Edge, EdgeOptions, Endpoint};
 
 /// The demo app every edge serves.
@@ -83,6 +84,42 @@ impl TestEnv {
     /// Runs `cfaccess` to the end, within a deadline.
     pub fn run(&self, args: &[&str]) -> Run {
         run_with_deadline(self.cmd(args), Duration::from_secs(120))
+    }
+
+    /// `cfaccess access tcp --url 127.0.0.1:<port>` for `host`, once it says
+    /// it listens (its stderr is drained from then on). Probing the port
+    /// instead would carry a connection of its own.
+    pub fn listener(&self, host: &str, extra: &[&str]) -> (KillOnDrop, u16) {
+        use std::io::BufRead;
+        let port = sshd::free_port();
+        let url = format!("127.0.0.1:{port}");
+        let mut child = self
+            .cmd(
+                &[
+                    &["access", "tcp", "--hostname", host, "--url", &url][..],
+                    extra,
+                ]
+                .concat(),
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn the listener");
+        let mut stderr = std::io::BufReader::new(child.stderr.take().expect("stderr"));
+        let child = KillOnDrop(child);
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let mut line = String::new();
+            while stderr.read_line(&mut line).is_ok_and(|n| n > 0) {
+                if line.starts_with("Listening on") {
+                    let _ = tx.send(());
+                }
+                line.clear();
+            }
+        });
+        rx.recv_timeout(Duration::from_secs(10))
+            .expect("the listener says it listens");
+        (child, port)
     }
 
     /// `ssh` through `cfaccess access ssh --hostname %h` as its ProxyCommand,
@@ -164,6 +201,17 @@ impl TestEnv {
             .unwrap_or_default();
         names.sort();
         names
+    }
+}
+
+/// A child process killed when dropped, so a failing test leaves nothing
+/// running (and holding the test's output pipes).
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
