@@ -48,7 +48,7 @@ use crate::counters::Carried;
 use crate::faults::Faults;
 
 /// The origin read size, and so the largest frame sent.
-const READ_BUF: usize = 256 * 1024;
+const READ_BUF: usize = 1024 * 1024;
 /// Frames larger than this are a protocol error: a stream has no need for
 /// them, and the frame reader holds a whole frame in memory.
 const MAX_FRAME: usize = 16 << 20;

@@ -16,7 +16,7 @@ use tokio::sync::Mutex;
 
 /// Bytes read from the local side per frame: big enough to amortise the
 /// per-frame cost and the wake-ups, small enough to keep memory flat.
-const CHUNK: usize = 256 * 1024;
+const CHUNK: usize = 1024 * 1024;
 /// Frames larger than this end the session: nothing legitimate sends them.
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
