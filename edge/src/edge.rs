@@ -193,9 +193,8 @@ impl Edge {
 
         let server = axum_server::Handle::new();
         let app = router::build(state.clone());
-        // Without TCP_NODELAY a small answer can wait 40 ms for a delayed ACK.
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-            .acceptor(axum_server::accept::NoDelayAcceptor::new());
+            .acceptor(crate::accept::BufferedAcceptor);
         let listening = axum_server::from_tcp(listener)
             .map_err(|e| EdgeError::Runtime(format!("cannot serve: {e}")))?
             .acceptor(acceptor)

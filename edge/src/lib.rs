@@ -43,6 +43,7 @@
 //! are for tests; [`browse`] is the headless browser; `profile` writes the
 //! edge profile.
 
+mod accept;
 mod app_host;
 pub mod browse;
 mod carrier;
