@@ -78,6 +78,16 @@ pub enum Action {
     /// `cfaccess ssh-config --short-lived-cert`).
     SshGen(SshGenArgs),
 
+    /// Show what you are logged in to: tokens and ssh certificates, and how long they last
+    ///
+    /// Reads the config dir only; asks nobody.
+    Status,
+
+    /// Forget the token and ssh certificate of an app, or (with no URL) every one
+    ///
+    /// Key pairs stay. Tokens are removed from this machine, not revoked.
+    Logout(LogoutArgs),
+
     /// Print (or --install) the ssh config that sends a host through cfaccess
     ///
     /// The snippet goes to stdout, so `cfaccess ssh-config --hostname h >> ~/.ssh/config`
@@ -197,6 +207,13 @@ pub struct TcpArgs {
     /// Write logs to cfaccess.log in this directory instead of stderr
     #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
     pub log_directory: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct LogoutArgs {
+    /// URL of the Access application [default: every app and team]
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -17,6 +17,7 @@ pub mod edge_profile;
 pub mod error;
 pub mod host;
 pub mod http;
+pub mod inventory;
 pub mod jwks;
 pub mod jwt;
 pub mod lock;

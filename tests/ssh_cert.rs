@@ -428,3 +428,48 @@ fn no_ca_for_the_app_is_named() {
     assert!(run.error_line().contains("404"), "{run:#?}");
     assert!(!env.dir.join(format!("{APP_HOST}-cf_key-cert.pub")).exists());
 }
+
+#[test]
+fn status_shows_what_you_are_logged_in_to_and_logout_forgets_it() {
+    let me = current_user();
+    let w = world(&me);
+    w.ssh(&["true"]).success();
+    let requests = w.env.edge.total_requests();
+    let status = w.env.run(&["status"]);
+    status.success();
+    assert_eq!(w.env.edge.total_requests(), requests, "status asks nobody");
+    let out = &status.stdout;
+    assert!(
+        out.contains(&format!("Config dir: {}", w.env.dir.display())),
+        "{out}"
+    );
+    for expected in [
+        format!("{APP_HOST} "),
+        format!("{me}@example.com"),
+        format!("{AUTH_DOMAIN} "),
+        format!("principal {me}"),
+        "valid for 2m".to_owned(),
+    ] {
+        assert!(out.contains(&expected), "{expected:?} missing from:\n{out}");
+    }
+    assert_eq!(out.matches("valid for").count(), 3, "{out}");
+    assert!(!out.contains(&w.env.login()), "no token is ever printed");
+
+    let one = w.env.run(&["logout", APP]);
+    one.success();
+    assert!(
+        one.stderr.contains("removed 1 token and 1 ssh certificate"),
+        "{one:#?}"
+    );
+    assert!(!w.env.token_file().exists() && !w.cert_file().exists());
+    assert!(w.env.org_token_file().exists(), "the team's sign-on stays");
+    assert!(
+        w.env.dir.join(format!("{APP_HOST}-cf_key")).exists(),
+        "the key pair stays"
+    );
+
+    w.env.run(&["logout"]).success();
+    assert!(!w.env.org_token_file().exists());
+    let after = w.env.run(&["status"]);
+    assert!(after.stdout.contains("Not logged in"), "{after:#?}");
+}

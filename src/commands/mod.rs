@@ -3,8 +3,10 @@
 
 mod curl;
 mod login;
+mod logout;
 mod ssh_config;
 mod ssh_gen;
+mod status;
 mod tcp;
 mod token;
 
@@ -41,6 +43,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
         Action::SshGen(args) => ssh_gen::run(args, fedramp),
         Action::SshConfig(args) => ssh_config::run(args),
+        Action::Status => status::run(),
+        Action::Logout(args) => logout::run(args.url.as_deref()),
     }
 }
 
