@@ -58,6 +58,18 @@ fn write_while_stalled(stream: &mut TcpStream, pid: u32) -> (u64, u64) {
     (written, peak)
 }
 
+/// The writer was held back, and cfaccess did not grow.
+fn assert_held_back(written: u64, rss_before: u64, rss_peak: u64) {
+    assert!(
+        written < BOUND,
+        "{written} bytes went into buffers somewhere"
+    );
+    assert!(
+        rss_peak < rss_before + RSS_GROWTH,
+        "cfaccess grew from {rss_before} to {rss_peak} bytes"
+    );
+}
+
 fn drain(stream: &mut TcpStream, expected: u64) {
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0u64;
@@ -82,14 +94,7 @@ fn a_stalled_origin_slows_the_client_without_unbounded_buffering() {
     let before = rss_of(child.0.id());
 
     let (written, peak) = write_while_stalled(&mut client, child.0.id());
-    assert!(
-        written < BOUND,
-        "{written} bytes went into buffers somewhere"
-    );
-    assert!(
-        peak < before + RSS_GROWTH,
-        "cfaccess grew from {before} to {peak} bytes"
-    );
+    assert_held_back(written, before, peak);
     assert!(env.edge.carried().bytes_to_origin < BOUND);
 
     let mut first = [0u8; 5];
@@ -107,14 +112,7 @@ fn a_stalled_client_slows_the_origin_without_unbounded_buffering() {
     let before = rss_of(child.0.id());
 
     let (written, peak) = write_while_stalled(&mut writer, child.0.id());
-    assert!(
-        written < BOUND,
-        "{written} bytes went into buffers somewhere"
-    );
-    assert!(
-        peak < before + RSS_GROWTH,
-        "cfaccess grew from {before} to {peak} bytes"
-    );
+    assert_held_back(written, before, peak);
     assert!(env.edge.carried().bytes_to_client < BOUND);
 
     drain(&mut client, written);

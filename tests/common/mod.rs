@@ -134,31 +134,11 @@ impl TestEnv {
 
     /// `ssh` with the given ProxyCommand, in this world's environment.
     pub fn ssh_via(&self, proxy: &str, key: &Path, args: &[&str]) -> Command {
-        let mut cmd = Command::new("ssh");
-        cmd.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-        ])
-        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-        .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30"])
-        .arg("-i")
-        .arg(key)
-        .arg("-o")
-        .arg(format!("ProxyCommand={proxy}"))
-        .arg("-l")
-        .arg(sshd::current_user())
-        .args(args)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("HOME", &self.home)
-        .env("CFACCESS_DIR", &self.dir)
-        .env("CFACCESS_EDGE", self.edge.profile_path())
-        .env("BROWSER", &self.browser)
-        .stdin(Stdio::null());
+        let mut cmd = sshd::ssh_client(key);
+        cmd.arg("-o")
+            .arg(format!("ProxyCommand={proxy}"))
+            .args(args);
+        self.isolate(&mut cmd);
         cmd
     }
 
