@@ -177,36 +177,12 @@ fn a_listener_carries_two_sessions_at_once() {
     let (sshd, env) = setup();
     let (mut listener, port) = env.listener(APP_HOST, &[]);
     let ssh_direct = |cmd: &str| {
-        let mut c = Command::new("ssh");
-        c.args([
-            "-F",
-            "/dev/null",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            "StrictHostKeyChecking=no",
-        ])
-        .args([
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "LogLevel=ERROR",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
-        .arg("-i")
-        .arg(&sshd.user_key)
-        .args([
-            "-p",
-            &port.to_string(),
-            "-l",
-            &common::sshd::current_user(),
-            "127.0.0.1",
-            cmd,
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped());
-        c.spawn().unwrap()
+        common::sshd::ssh_client(&sshd.user_key)
+            .args(["-p", &port.to_string(), "127.0.0.1", cmd])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap()
     };
     // both sessions are open at the same time: each waits for the other's file
     let a_file = env.tmp.path().join("a");

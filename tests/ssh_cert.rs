@@ -63,20 +63,8 @@ fn world_trusting(local_part: &str, trusted: &str) -> World {
 impl World {
     /// `ssh -F <the printed config> host args…`.
     fn ssh(&self, args: &[&str]) -> Run {
-        let mut cmd = Command::new("ssh");
-        cmd.arg("-F")
-            .arg(&self.ssh_config)
-            .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
-            .args([
-                "-o",
-                "UserKnownHostsFile=/dev/null",
-                "-o",
-                "LogLevel=ERROR",
-                "-o",
-                "IdentitiesOnly=yes",
-            ])
-            .args(["-l", &current_user(), APP_HOST])
-            .args(args);
+        let mut cmd = common::sshd::ssh_with_config(&self.ssh_config);
+        cmd.arg(APP_HOST).args(args);
         self.env.isolate(&mut cmd);
         run_with_deadline(cmd, Duration::from_secs(120))
     }

@@ -297,14 +297,6 @@ mod tests {
         assert!(out == data);
         server.await.unwrap();
     }
-}
-
-#[cfg(test)]
-mod local_end_tests {
-    use super::*;
-    use fastwebsockets::WebSocket;
-    use std::time::Duration;
-    use tokio::io::duplex;
 
     #[tokio::test]
     async fn a_reader_that_goes_away_ends_the_session_quietly() {

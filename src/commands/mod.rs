@@ -76,6 +76,17 @@ fn access(options: LoginOptions) -> anyhow::Result<Access> {
     Ok(Access::new(profile, dir, options))
 }
 
+/// The application URL from `--hostname`, which `command` needs.
+fn hostname_url(hostname: Option<&str>, command: &str) -> anyhow::Result<AppUrl> {
+    let Some(hostname) = hostname else {
+        return Err(UsageError(format!(
+            "give the application's hostname, like: cfaccess {command} --hostname ssh.example.com"
+        ))
+        .into());
+    };
+    AppUrl::parse(hostname).map_err(|e| UsageError(e.to_string()).into())
+}
+
 /// The application URL from a positional argument or `--app`.
 fn app_url(positional: Option<&str>, app: Option<&str>) -> anyhow::Result<AppUrl> {
     let Some(raw) = positional.or(app) else {

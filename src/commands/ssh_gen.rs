@@ -9,7 +9,6 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use super::UsageError;
 use crate::access::{LoginOptions, show_other_login};
 use crate::cert_sign::{self, CertSignError};
 use crate::cli::SshGenArgs;
@@ -21,14 +20,7 @@ use crate::login_service::Redirect;
 use crate::ssh_keys::{KeyFiles, check_cert};
 
 pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
-    let Some(hostname) = args.hostname.as_deref() else {
-        return Err(UsageError(
-            "give the application's hostname, like: cfaccess ssh-gen --hostname ssh.example.com"
-                .into(),
-        )
-        .into());
-    };
-    let url = AppUrl::parse(hostname).map_err(|e| UsageError(e.to_string()))?;
+    let url = super::hostname_url(args.hostname.as_deref(), "ssh-gen")?;
     let dir = ConfigDir::locate()?;
     let files = KeyFiles::new(&dir, &url.key_stem());
     if !args.force && usable(&files, &args) {

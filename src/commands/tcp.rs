@@ -11,7 +11,6 @@ use super::UsageError;
 use crate::access::LoginOptions;
 use crate::carrier::{self, Target, listener, pump};
 use crate::cli::TcpArgs;
-use crate::host::AppUrl;
 use crate::stdio;
 
 /// Headers a user may not set: they belong to the websocket handshake.
@@ -49,14 +48,7 @@ pub async fn run(args: TcpArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
 
 /// The application and the headers to send it, from the flags.
 fn target(args: &TcpArgs) -> anyhow::Result<Target> {
-    let Some(hostname) = args.hostname.as_deref() else {
-        return Err(UsageError(
-            "give the application's hostname, like: cfaccess access ssh --hostname ssh.example.com"
-                .into(),
-        )
-        .into());
-    };
-    let url = AppUrl::parse(hostname).map_err(|e| UsageError(e.to_string()))?;
+    let url = super::hostname_url(args.hostname.as_deref(), "access ssh")?;
     let mut headers = HeaderMap::new();
     for raw in &args.header {
         let (name, value) = parse_header(raw)?;

@@ -99,24 +99,24 @@ impl Drop for Sshd {
     }
 }
 
-/// `ssh` logging in as the current user with `key`, with nothing of the
-/// user's ssh config or known hosts.
-pub fn ssh_client(key: &Path) -> Command {
+/// `ssh` with the ssh config `config` (`/dev/null` for none) and nothing
+/// of the user's own config or known hosts, logging in as the current user.
+pub fn ssh_with_config(config: &Path) -> Command {
     let mut cmd = Command::new("ssh");
-    cmd.args([
-        "-F",
-        "/dev/null",
-        "-o",
-        "BatchMode=yes",
-        "-o",
-        "StrictHostKeyChecking=no",
-    ])
-    .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
-    .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30"])
-    .arg("-i")
-    .arg(key)
-    .arg("-l")
-    .arg(current_user());
+    cmd.arg("-F")
+        .arg(config)
+        .args(["-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no"])
+        .args(["-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+        .args(["-o", "IdentitiesOnly=yes", "-o", "ConnectTimeout=30"])
+        .arg("-l")
+        .arg(current_user());
+    cmd
+}
+
+/// `ssh` logging in as the current user with `key`, with no ssh config.
+pub fn ssh_client(key: &Path) -> Command {
+    let mut cmd = ssh_with_config(Path::new("/dev/null"));
+    cmd.arg("-i").arg(key);
     cmd
 }
 
