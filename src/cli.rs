@@ -224,7 +224,7 @@ pub struct SshGenArgs {
 
     /// Type of a new key pair [default: the existing pair's, else ecdsa]
     #[arg(long, value_name = "TYPE")]
-    pub key_type: Option<crate::ssh_keys::KeyType>,
+    pub key_type: Option<crate::ssh::keys::KeyType>,
 
     /// Seconds of validity the certificate on disk must have left to be reused
     #[arg(long, value_name = "SECONDS", default_value_t = 30)]

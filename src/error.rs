@@ -77,8 +77,8 @@ pub const TLS_HINT: &str = "the server's certificate is not trusted here: check 
 /// What to do about the library's errors, where the error itself does not say.
 fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     use crate::access::AccessError;
-    use crate::app_info::AppInfoError as A;
-    use crate::login_service::LoginError as L;
+    use crate::access::app_info::AppInfoError as A;
+    use crate::access::login_service::LoginError as L;
     if let Some(e) = cause.downcast_ref::<crate::carrier::CarrierError>() {
         return match e {
             crate::carrier::CarrierError::Access(e) => advice(e),
@@ -94,7 +94,7 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             AccessError::Store(e) => return advice(e),
             AccessError::ConfigDir(e) => return advice(e),
             AccessError::Http(_) => {
-                return Some(format!("fix or unset {}", crate::edge_profile::ENV));
+                return Some(format!("fix or unset {}", crate::access::edge_profile::ENV));
             }
             _ => {}
         }
@@ -128,7 +128,7 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             L::BadAnswer(_) => "run the command again to start a new login".into(),
         });
     }
-    if let Some(crate::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
+    if let Some(crate::access::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
         return Some(format!(
             "finish that login, or delete {} if no login is running",
             path.display()
@@ -137,12 +137,12 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     if let Some(AccessError::RefusedAgain { .. }) = cause.downcast_ref() {
         return Some("your identity may not be allowed to use this application".into());
     }
-    if cause.is::<crate::token_store::StoreError>()
-        || cause.is::<crate::config_dir::ConfigDirError>()
+    if cause.is::<crate::access::token_store::StoreError>()
+        || cause.is::<crate::access::config_dir::ConfigDirError>()
     {
         return Some(format!(
             "make the config dir writable, or point {} elsewhere",
-            crate::config_dir::ENV
+            crate::access::config_dir::ENV
         ));
     }
     None

@@ -5,8 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config_dir::ConfigDir;
-use crate::jwt;
+use crate::access::config_dir::ConfigDir;
+use crate::access::jwt;
 
 /// One credential in the config dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -123,7 +123,7 @@ pub fn remaining(expires: i64, now: i64) -> Option<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::tests::token;
+    use crate::access::jwt::tests::token;
 
     #[test]
     fn reads_tokens_by_name_and_claims_and_skips_the_rest() {

@@ -4,31 +4,14 @@
 //! commands in `commands` are thin layers over them.
 
 pub mod access;
-pub mod app_info;
-pub mod atomic_file;
-pub mod browser;
 pub mod carrier;
-pub mod cert_sign;
 pub mod cli;
 mod commands;
-pub mod config_dir;
-pub mod dir_watch;
-pub mod edge_profile;
 pub mod error;
-pub mod host;
-pub mod http;
 pub mod inventory;
-pub mod jwks;
-pub mod jwt;
-pub mod lock;
 pub mod logging;
-pub mod login_service;
-pub mod org_exchange;
-pub mod ssh_config;
-pub mod ssh_keys;
-pub mod stdio;
-pub mod token_check;
-pub mod token_store;
+pub mod platform;
+pub mod ssh;
 
 use std::process::ExitCode;
 

@@ -10,8 +10,8 @@
 
 use std::path::PathBuf;
 
-use cfaccess::edge_profile::{EdgeProfile, ProfileError};
-use cfaccess::http::HttpError;
+use cfaccess::access::edge_profile::{EdgeProfile, ProfileError};
+use cfaccess::access::http::HttpError;
 use reqwest::header::CONTENT_TYPE;
 use url::{Url, form_urlencoded};
 
@@ -67,7 +67,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         Some(path) => Some(EdgeProfile::load(path)?),
         None => EdgeProfile::from_env()?,
     };
-    let client = cfaccess::http::client(profile.as_ref())?;
+    let client = cfaccess::access::http::client(profile.as_ref())?;
     let url = Url::parse(&opts.url)
         .ok()
         .filter(|u| matches!(u.scheme(), "http" | "https"))
@@ -81,7 +81,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         .get(url.clone())
         .build()
         .map_err(|e| failed(&url, e))?;
-    let mut response = cfaccess::http::send_following(&client, request)
+    let mut response = cfaccess::access::http::send_following(&client, request)
         .await
         .map_err(|e| failed(&url, e))?;
 
@@ -110,7 +110,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
                     .body(body.finish())
                     .build()
                     .map_err(|e| failed(&action, e))?;
-                response = cfaccess::http::send_following(&client, request)
+                response = cfaccess::access::http::send_following(&client, request)
                     .await
                     .map_err(|e| failed(&action, e))?;
             }

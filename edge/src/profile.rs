@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use cfaccess::edge_profile::EdgeProfile;
+use cfaccess::access::edge_profile::EdgeProfile;
 
 use crate::error::EdgeError;
 use crate::state::{StateDir, files};

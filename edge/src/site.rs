@@ -199,7 +199,7 @@ fn protecting<'a>(hostnames: impl Iterator<Item = &'a str> + Clone, host: &str) 
     }
     hostnames
         .enumerate()
-        .filter(|(_, h)| cfaccess::edge_profile::wildcard_matches(h, host))
+        .filter(|(_, h)| cfaccess::access::edge_profile::wildcard_matches(h, host))
         .max_by_key(|(_, h)| h.len())
         .map(|(i, _)| i)
 }

@@ -254,7 +254,7 @@ pub fn generate(
     let pub_path = ca.path.with_extension("pub");
     let line = format!("{}\n", ca.public_line());
     if std::fs::read_to_string(&pub_path).ok().as_deref() != Some(line.as_str()) {
-        cfaccess::atomic_file::write(&pub_path, line.as_bytes(), 0o644)
+        cfaccess::platform::atomic_file::write(&pub_path, line.as_bytes(), 0o644)
             .map_err(|e| EdgeError::state(&pub_path, format!("cannot write: {e}")))?;
     }
     Ok(Generated { ca, created })

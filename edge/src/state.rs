@@ -122,7 +122,7 @@ impl StateDir {
     /// Replaces `name` atomically with `data`, created with `mode`.
     pub fn write(&self, name: &str, data: &[u8], mode: u32) -> Result<(), EdgeError> {
         let path = self.file(name);
-        cfaccess::atomic_file::write(&path, data, mode)
+        cfaccess::platform::atomic_file::write(&path, data, mode)
             .map_err(|e| EdgeError::state(path, format!("cannot write: {e}")))
     }
 

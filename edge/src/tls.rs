@@ -163,7 +163,7 @@ impl ResolvesServerCert for SniResolver {
         }
         self.wildcards
             .iter()
-            .filter(|(pattern, _)| cfaccess::edge_profile::wildcard_matches(pattern, &name))
+            .filter(|(pattern, _)| cfaccess::access::edge_profile::wildcard_matches(pattern, &name))
             .max_by_key(|(pattern, _)| pattern.len())
             .map(|(_, key)| key.clone())
             .or_else(|| Some(self.default.clone()))

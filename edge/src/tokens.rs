@@ -23,7 +23,7 @@ use crate::signing::{Keys, SignatureError};
 pub struct AccessClaims {
     /// `[<aud>]` for an app token, `[<auth domain>]` for an org token. A
     /// single string is accepted when reading.
-    #[serde(deserialize_with = "cfaccess::jwt::string_or_list")]
+    #[serde(deserialize_with = "cfaccess::access::jwt::string_or_list")]
     pub aud: Vec<String>,
     pub email: String,
     pub exp: u64,

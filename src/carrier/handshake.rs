@@ -8,8 +8,8 @@ use reqwest::StatusCode;
 use reqwest::header::{CONNECTION, HeaderMap, HeaderValue, LOCATION, UPGRADE};
 use sha1::{Digest, Sha1};
 
-use crate::host::AppUrl;
-use crate::token_check::is_login_redirect;
+use crate::access::host::AppUrl;
+use crate::access::token_check::is_login_redirect;
 
 /// RFC 6455's magic value for `Sec-WebSocket-Accept`.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";

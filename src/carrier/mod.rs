@@ -16,9 +16,9 @@ pub mod pump;
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
 
+use crate::access::host::AppUrl;
+use crate::access::login_service::Redirect;
 use crate::access::{Access, AccessError};
-use crate::host::AppUrl;
-use crate::login_service::Redirect;
 use handshake::DialError;
 
 /// Where to connect and what to send besides a token.

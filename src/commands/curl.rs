@@ -7,11 +7,11 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::access::LoginOptions;
+use crate::access::host::AppUrl;
+use crate::access::login_service::Redirect;
+use crate::access::token_check;
 use crate::cli::CurlArgs;
 use crate::error::WithHint;
-use crate::host::AppUrl;
-use crate::login_service::Redirect;
-use crate::token_check;
 
 use super::UsageError;
 

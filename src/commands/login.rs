@@ -6,8 +6,8 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use crate::access::LoginOptions;
+use crate::access::login_service::Redirect;
 use crate::cli::LoginArgs;
-use crate::login_service::Redirect;
 
 pub async fn run(args: LoginArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let url = super::app_url(args.url.as_deref(), args.app.as_deref())?;

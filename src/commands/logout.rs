@@ -9,9 +9,9 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::UsageError;
-use crate::config_dir::ConfigDir;
-use crate::edge_profile::wildcard_matches;
-use crate::host::AppUrl;
+use crate::access::config_dir::ConfigDir;
+use crate::access::edge_profile::wildcard_matches;
+use crate::access::host::AppUrl;
 use crate::inventory::{self, Credential};
 
 pub fn run(url: Option<&str>) -> anyhow::Result<ExitCode> {
@@ -26,7 +26,8 @@ pub fn run(url: Option<&str>) -> anyhow::Result<ExitCode> {
             let url = AppUrl::parse(raw).map_err(|e| UsageError(e.to_string()))?;
             let host = url.hostname();
             let stem = url.key_stem();
-            let app_token = crate::app_info::cached(&dir, &url).map(|app| dir.app_token(&app));
+            let app_token =
+                crate::access::app_info::cached(&dir, &url).map(|app| dir.app_token(&app));
             let chosen = found
                 .iter()
                 .filter(|c| match c {

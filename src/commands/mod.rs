@@ -14,12 +14,12 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::access::config_dir::ConfigDir;
+use crate::access::edge_profile::EdgeProfile;
+use crate::access::host::AppUrl;
 use crate::access::{Access, LoginOptions};
 use crate::cli::{Action, Cli, Command};
-use crate::config_dir::ConfigDir;
-use crate::edge_profile::EdgeProfile;
 use crate::error::WithHint;
-use crate::host::AppUrl;
 use crate::logging;
 
 /// Runs the parsed command line.
@@ -71,8 +71,8 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 /// The shared context for commands that talk to Access.
 fn access(options: LoginOptions) -> anyhow::Result<Access> {
     let dir = ConfigDir::locate()?;
-    let profile =
-        EdgeProfile::from_env().hint(format!("fix or unset {}", crate::edge_profile::ENV))?;
+    let profile = EdgeProfile::from_env()
+        .hint(format!("fix or unset {}", crate::access::edge_profile::ENV))?;
     Ok(Access::new(profile, dir, options))
 }
 

@@ -9,12 +9,12 @@ use std::process::ExitCode;
 use anyhow::Context;
 
 use super::UsageError;
-use crate::atomic_file;
+use crate::access::config_dir::ConfigDir;
+use crate::access::host::AppUrl;
 use crate::cli::SshConfigArgs;
-use crate::config_dir::ConfigDir;
 use crate::error::WithHint;
-use crate::host::AppUrl;
-use crate::ssh_config::{self, KeyDir};
+use crate::platform::atomic_file;
+use crate::ssh::config::{self as ssh_config, KeyDir};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     let hostname = match args.hostname.as_deref() {

@@ -9,15 +9,15 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use crate::access::config_dir::ConfigDir;
+use crate::access::host::AppUrl;
+use crate::access::lock::{self, Acquired};
+use crate::access::login_service::Redirect;
 use crate::access::{LoginOptions, show_other_login};
-use crate::cert_sign::{self, CertSignError};
 use crate::cli::SshGenArgs;
-use crate::config_dir::ConfigDir;
 use crate::error::WithHint;
-use crate::host::AppUrl;
-use crate::lock::{self, Acquired};
-use crate::login_service::Redirect;
-use crate::ssh_keys::{KeyFiles, check_cert};
+use crate::ssh::cert_sign::{self, CertSignError};
+use crate::ssh::keys::{KeyFiles, check_cert};
 
 pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let url = super::hostname_url(args.hostname.as_deref(), "ssh-gen")?;
@@ -35,7 +35,7 @@ pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
 
 /// Whether the certificate on disk will do, without asking anyone.
 fn usable(files: &KeyFiles, args: &SshGenArgs) -> bool {
-    match files.usable_cert(crate::jwt::now().max(0) as u64, args.margin) {
+    match files.usable_cert(crate::access::jwt::now().max(0) as u64, args.margin) {
         Ok(cert) => args.key_type.is_none_or(|t| t.matches(cert.public_key())),
         Err(why) => {
             tracing::debug!("a new certificate is needed: {why}");
@@ -80,7 +80,7 @@ async fn fetch(
     }
     .with_context(|| format!("cannot get an ssh certificate for {}", url.authority()))?;
 
-    let now = crate::jwt::now().max(0) as u64;
+    let now = crate::access::jwt::now().max(0) as u64;
     let cert = check_cert(&signed.certificate, &key, now, 0)
         .map_err(|why| {
             anyhow::anyhow!("cert_sign returned a certificate that cannot be used: {why}")

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use crate::config_dir::ConfigDir;
+use crate::access::config_dir::ConfigDir;
+use crate::access::jwt;
 use crate::inventory::{self, Credential};
-use crate::jwt;
 
 pub fn run() -> anyhow::Result<ExitCode> {
     let dir = ConfigDir::locate()?;

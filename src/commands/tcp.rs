@@ -11,7 +11,7 @@ use super::UsageError;
 use crate::access::LoginOptions;
 use crate::carrier::{self, Target, listener, pump};
 use crate::cli::TcpArgs;
-use crate::stdio;
+use crate::platform::stdio;
 
 /// Headers a user may not set: they belong to the websocket handshake.
 const RESERVED: &[&str] = &["host", "upgrade", "connection"];

@@ -6,7 +6,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-use cfaccess::edge_profile::EdgeProfile;
+use cfaccess::access::edge_profile::EdgeProfile;
 use ssh_key::certificate::Certificate;
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PublicKey};
@@ -189,7 +189,8 @@ fn an_edge_started_after_ca_generate_signs_with_that_ca() {
         .unwrap();
     let profile_path = dir.path().join("profile.json");
     wait_for_file(&profile_path, &mut child);
-    let client = cfaccess::http::client(Some(&EdgeProfile::load(&profile_path).unwrap())).unwrap();
+    let client =
+        cfaccess::access::http::client(Some(&EdgeProfile::load(&profile_path).unwrap())).unwrap();
 
     // a token as the binary's own login would give it
     let token = mint_for_state_dir(dir.path());

@@ -476,8 +476,8 @@ fn the_validity_comes_from_the_config() {
     config.ssh_cert_validity = Duration::from_secs(600);
     let edge = access_edge::Edge::spawn(options(config, dir.path())).unwrap();
     edge.generate_ca(APP, CaKeyType::Ed25519).unwrap();
-    let profile = cfaccess::edge_profile::EdgeProfile::load(&edge.profile_path()).unwrap();
-    let client = cfaccess::http::client(Some(&profile)).unwrap();
+    let profile = cfaccess::access::edge_profile::EdgeProfile::load(&edge.profile_path()).unwrap();
+    let client = cfaccess::access::http::client(Some(&profile)).unwrap();
     let token = edge.mint_app_token(APP, "alice@example.com", HOUR);
     let (_, key_line) = user_key(Algorithm::Ed25519);
     let json: serde_json::Value = tokio::runtime::Builder::new_current_thread()

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use access_edge::{Config, Edge, EdgeOptions};
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
-use cfaccess::edge_profile::EdgeProfile;
+use cfaccess::access::edge_profile::EdgeProfile;
 use crypto_box::aead::{Aead, OsRng};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use tempfile::TempDir;
@@ -85,7 +85,7 @@ impl TestEdge {
         tweak(&mut opts);
         let edge = Edge::start(opts).await.unwrap();
         let profile = EdgeProfile::load(&edge.profile_path()).unwrap();
-        let client = cfaccess::http::client(Some(&profile)).unwrap();
+        let client = cfaccess::access::http::client(Some(&profile)).unwrap();
         TestEdge {
             edge,
             client,

@@ -7,7 +7,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use access_edge::{Config, Edge, EdgeError, EdgeOptions, Endpoint};
-use cfaccess::edge_profile::EdgeProfile;
+use cfaccess::access::edge_profile::EdgeProfile;
 
 use crate::common::*;
 
@@ -83,7 +83,7 @@ fn a_restart_on_the_same_state_dir_keeps_ca_keys_and_auds() {
 
     // a token from before the restart still passes (synchronous test: run a
     // small runtime just for the client)
-    let client = cfaccess::http::client(Some(&profile_again)).unwrap();
+    let client = cfaccess::access::http::client(Some(&profile_again)).unwrap();
     let status = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -296,7 +296,7 @@ fn the_binary_serves_logs_in_through_its_browser_and_obeys_control_commands() {
     assert!(text(&out.stderr).contains("eve@evil.test is not allowed to reach ssh.demo.test"));
 
     // the sealed result is there for the client
-    let client = cfaccess::http::client(Some(&profile)).unwrap();
+    let client = cfaccess::access::http::client(Some(&profile)).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -486,7 +486,8 @@ fn the_binary_carries_websockets_to_the_origin_it_is_given() {
         .unwrap();
     let profile_path = dir.path().join("profile.json");
     wait_for_file(&profile_path, &mut child);
-    let client = cfaccess::http::client(Some(&EdgeProfile::load(&profile_path).unwrap())).unwrap();
+    let client =
+        cfaccess::access::http::client(Some(&EdgeProfile::load(&profile_path).unwrap())).unwrap();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

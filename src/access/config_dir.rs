@@ -6,7 +6,7 @@ use std::io;
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
-use crate::app_info::AppInfo;
+use crate::access::app_info::AppInfo;
 
 /// Overrides the config dir (tests, or several identities side by side).
 pub const ENV: &str = "CFACCESS_DIR";
@@ -102,7 +102,7 @@ impl ConfigDir {
     }
 
     /// `<stem>-cf_key`, the ssh private key for a host (see
-    /// [`crate::host::AppUrl::key_stem`]); `.pub` and `-cert.pub` sit beside it.
+    /// [`crate::access::host::AppUrl::key_stem`]); `.pub` and `-cert.pub` sit beside it.
     pub fn ssh_key(&self, key_stem: &str) -> PathBuf {
         self.path.join(format!("{key_stem}-cf_key"))
     }

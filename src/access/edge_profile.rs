@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::atomic_file;
+use crate::platform::atomic_file;
 
 /// The environment variable that names an edge profile.
 pub const ENV: &str = "CFACCESS_EDGE";

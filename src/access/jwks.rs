@@ -14,8 +14,8 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::de::DeserializeOwned;
 use tracing::debug;
 
-use crate::atomic_file;
-use crate::config_dir::ConfigDir;
+use crate::access::config_dir::ConfigDir;
+use crate::platform::atomic_file;
 
 const CERTS_PATH: &str = "/cdn-cgi/access/certs";
 const FRESH_FOR: Duration = Duration::from_secs(24 * 3600);

@@ -15,7 +15,7 @@ use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::LOCATION;
 use reqwest::{Client, Request, Response, StatusCode};
 
-use crate::edge_profile::EdgeProfile;
+use crate::access::edge_profile::EdgeProfile;
 
 /// Sent on every request: the official release whose protocol we speak first
 /// (the real edge may look at it), then ourselves.

@@ -7,10 +7,10 @@ use std::path::Path;
 
 use tracing::debug;
 
-use crate::app_info::AppInfo;
-use crate::atomic_file;
-use crate::config_dir::ConfigDir;
-use crate::jwt;
+use crate::access::app_info::AppInfo;
+use crate::access::config_dir::ConfigDir;
+use crate::access::jwt;
+use crate::platform::atomic_file;
 
 /// Why a token could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -105,7 +105,7 @@ fn remove_if_exists(path: &Path) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::jwt::tests::token;
+    use crate::access::jwt::tests::token;
 
     const RS256: &str = r#"{"alg":"RS256","kid":"k"}"#;
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::{http, jwt};
+use crate::access::{http, jwt};
 
 const PATH: &str = "/cdn-cgi/access/cert_sign";
 const TIMEOUT: Duration = Duration::from_secs(10);

@@ -14,8 +14,8 @@ use crypto_box::aead::Aead;
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use serde::Deserialize;
 
-use crate::host::AppUrl;
-use crate::http;
+use crate::access::host::AppUrl;
+use crate::access::http;
 
 /// The login service, and its FedRAMP twin.
 pub const LOGIN_SERVICE: &str = "https://login.cloudflareaccess.org/";

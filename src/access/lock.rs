@@ -21,8 +21,8 @@ use std::time::{Duration, Instant, SystemTime};
 use serde::{Deserialize, Serialize};
 use tracing::debug;
 
-use crate::atomic_file;
-use crate::dir_watch::DirWatch;
+use crate::platform::atomic_file;
+use crate::platform::dir_watch::DirWatch;
 
 /// A lock older than this is stale whatever its owner is doing.
 const MAX_AGE: Duration = Duration::from_secs(600);

@@ -1,10 +1,23 @@
-//! Getting an app token (PROTOCOL.md sections 4 and 5): the cache, then the
-//! lock, then single sign-on with the org token, then the browser.
+//! The Access protocol client, and getting an app token (PROTOCOL.md
+//! sections 4 and 5): the cache, then the lock, then single sign-on with the org token, then the browser.
 //!
 //! [`Access`] holds what every command shares: one HTTP client, the token
 //! store, and the login options. Within one process only one login runs at a
 //! time (a listener may need tokens for several connections at once); across
 //! processes the lock files do the same job.
+
+pub mod app_info;
+pub mod config_dir;
+pub mod edge_profile;
+pub mod host;
+pub mod http;
+pub mod jwks;
+pub mod jwt;
+pub mod lock;
+pub mod login_service;
+pub mod org_exchange;
+pub mod token_check;
+pub mod token_store;
 
 use std::io::Write;
 
@@ -12,17 +25,16 @@ use tracing::debug;
 
 use std::sync::OnceLock;
 
-use crate::app_info::{self, AppInfo, AppInfoError};
-use crate::browser;
-use crate::config_dir::{ConfigDir, ConfigDirError};
-use crate::edge_profile::EdgeProfile;
-use crate::host::AppUrl;
-use crate::http::{self, HttpError};
-use crate::lock::{self, Acquired, LockError};
-use crate::login_service::{self, LoginError, LoginRequest, Redirect};
-use crate::org_exchange;
-use crate::token_check::{self, CheckError};
-use crate::token_store::{StoreError, TokenStore};
+use self::app_info::{AppInfo, AppInfoError};
+use self::config_dir::{ConfigDir, ConfigDirError};
+use self::edge_profile::EdgeProfile;
+use self::host::AppUrl;
+use self::http::HttpError;
+use self::lock::{Acquired, LockError};
+use self::login_service::{LoginError, LoginRequest, Redirect};
+use self::token_check::CheckError;
+use self::token_store::{StoreError, TokenStore};
+use crate::platform::browser;
 
 /// How a browser login, when one is needed, is run.
 #[derive(Debug, Clone, Copy, Default)]

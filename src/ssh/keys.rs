@@ -15,8 +15,8 @@ use ssh_key::certificate::CertType;
 use ssh_key::public::{EcdsaPublicKey, KeyData};
 use ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey, PublicKey};
 
-use crate::atomic_file::{self, SECRET};
-use crate::config_dir::ConfigDir;
+use crate::access::config_dir::ConfigDir;
+use crate::platform::atomic_file::{self, SECRET};
 
 /// The key types ssh-gen makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

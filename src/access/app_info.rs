@@ -11,11 +11,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use tracing::debug;
 
-use crate::atomic_file;
-use crate::config_dir::ConfigDir;
-use crate::host::AppUrl;
-use crate::jwks::{self, JwksError};
-use crate::jwt;
+use crate::access::config_dir::ConfigDir;
+use crate::access::host::AppUrl;
+use crate::access::jwks::{self, JwksError};
+use crate::access::jwt;
+use crate::platform::atomic_file;
 
 const METADATA_REQUEST: &str = "cf-access-metadata-request";
 const METADATA: &str = "cf-access-metadata";

@@ -8,7 +8,7 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
-use crate::host::AppUrl;
+use crate::access::host::AppUrl;
 
 const TIMEOUT: Duration = Duration::from_secs(5);
 const LOGIN_PATH: &str = "/cdn-cgi/access/login";

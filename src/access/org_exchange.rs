@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, Url};
 
-use crate::host::AppUrl;
+use crate::access::host::AppUrl;
 
 const LOGIN_PATH: &str = "/cdn-cgi/access/login";
 const AUTHORIZED_PATH: &str = "/cdn-cgi/access/authorized";

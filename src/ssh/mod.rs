@@ -1,0 +1,6 @@
+//! The SSH side of Access: keys, the `cert_sign` request for a short-lived
+//! certificate (PROTOCOL.md section 7), and the ssh_config snippet (section 8).
+
+pub mod cert_sign;
+pub mod config;
+pub mod keys;
