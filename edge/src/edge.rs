@@ -15,22 +15,22 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 
-use crate::config::Config;
-use crate::control;
-use crate::counters::{Carried, CarrierStats, Counters, Endpoint};
+use crate::auth::login_service::LoginService;
+use crate::auth::org_exchange::Exchange;
+use crate::auth::policy::is_valid_email;
+use crate::auth::signing::Keys;
+use crate::auth::tokens::{Kind, Tokens};
 use crate::error::EdgeError;
-use crate::faults::{CertSignFault, Faults};
-use crate::login_service::LoginService;
-use crate::org_exchange::Exchange;
-use crate::policy::is_valid_email;
-use crate::profile;
-use crate::router;
-use crate::signing::Keys;
+use crate::front::router;
+use crate::front::tls::{self, Ca};
+use crate::ops::config::Config;
+use crate::ops::control;
+use crate::ops::counters::{Carried, CarrierStats, Counters, Endpoint};
+use crate::ops::faults::{CertSignFault, Faults};
+use crate::ops::profile;
+use crate::ops::state::{SECRET, StateDir, files};
 use crate::site::Site;
-use crate::ssh_ca::{self, CaKeyType};
-use crate::state::{SECRET, StateDir, files};
-use crate::tls::{self, Ca};
-use crate::tokens::{Kind, Tokens};
+use crate::ssh::ca::{self as ssh_ca, CaKeyType};
 
 /// How long the login service holds a transfer poll before answering "not
 /// yet": well under the official client's 60 s timeout.
@@ -194,7 +194,7 @@ impl Edge {
         let server = axum_server::Handle::new();
         let app = router::build(state.clone());
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-            .acceptor(crate::accept::BufferedAcceptor);
+            .acceptor(crate::front::accept::BufferedAcceptor);
         let listening = axum_server::from_tcp(listener)
             .map_err(|e| EdgeError::Runtime(format!("cannot serve: {e}")))?
             .acceptor(acceptor)
@@ -361,7 +361,7 @@ impl Edge {
     }
 
     /// Puts `fault` into every app metadata JWT from now on (`None`: stop).
-    pub fn set_metadata_fault(&self, fault: Option<crate::faults::MetadataFault>) {
+    pub fn set_metadata_fault(&self, fault: Option<crate::ops::faults::MetadataFault>) {
         self.state.faults.set_metadata_fault(fault);
     }
 
@@ -539,7 +539,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
         for app in site
             .apps
             .iter()
-            .filter(|a| !crate::policy::allows(&a.allow, email))
+            .filter(|a| !crate::auth::policy::allows(&a.allow, email))
         {
             tracing::warn!(
                 "--auto-approve {email}: the policy of {} does not allow it; its logins will be refused",

@@ -5,7 +5,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 
-use crate::config::ConfigError;
+use crate::ops::config::ConfigError;
 
 /// Why an edge could not start, or an operation on it failed.
 #[derive(Debug, thiserror::Error)]

@@ -28,7 +28,10 @@
 //! a debug build. A suite that starts many edges can make one state dir once
 //! and seed the others from it with [`copy_secrets`].
 //!
-//! Module map (each named after the protocol noun it serves):
+//! Module map, by layer (each file named after the protocol noun it serves):
+//! `front` (TLS, accept, router, app host), `auth` (discovery, keys, login,
+//! tokens, policy), `carrier`, `ssh` (CA, `cert_sign`) and `ops` (config,
+//! state dir, control socket, faults, counters, profile, browser helper).
 //! [`config`] reads the TOML config; `site` resolves it into the served
 //! names; `state` keeps the state dir; `tls` is the local CA and SNI;
 //! `signing` holds the JWT keys and the JWKS; `tokens` mints and verifies
@@ -43,41 +46,27 @@
 //! are for tests; [`browse`] is the headless browser; `profile` writes the
 //! edge profile.
 
-mod accept;
-mod app_host;
-pub mod browse;
-mod carrier;
-mod cert_sign;
-pub mod config;
-pub mod control;
-mod counters;
-mod destination;
-mod discovery;
+pub mod auth;
+pub mod carrier;
 mod edge;
 mod error;
-mod faults;
-mod html;
-mod login_page;
-mod login_service;
-mod org_exchange;
-mod policy;
-mod profile;
-mod relay;
-mod router;
-mod signing;
+pub mod front;
+pub mod ops;
 mod site;
-pub mod ssh_ca;
-mod state;
-mod tls;
-mod tokens;
+pub mod ssh;
 
+pub use ops::browse;
+pub use ops::config;
+pub use ops::control;
+pub use ssh::ca as ssh_ca;
+
+pub use auth::policy::{EmailPattern, is_valid_email};
+pub use auth::tokens::AccessClaims;
 pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
-pub use counters::{CarrierStats, Endpoint};
 pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
 pub use error::EdgeError;
-pub use faults::{CertSignFault, MetadataFault};
-pub use policy::{EmailPattern, is_valid_email};
-pub use profile::shell_word;
-pub use ssh_ca::CaKeyType;
-pub use state::copy_secrets;
-pub use tokens::AccessClaims;
+pub use ops::counters::{CarrierStats, Endpoint};
+pub use ops::faults::{CertSignFault, MetadataFault};
+pub use ops::profile::shell_word;
+pub use ops::state::copy_secrets;
+pub use ssh::ca::CaKeyType;

@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use crate::config::Config;
+use crate::auth::policy::EmailPattern;
 use crate::error::EdgeError;
-use crate::policy::EmailPattern;
-use crate::state::{StateDir, files};
+use crate::ops::config::Config;
+use crate::ops::state::{StateDir, files};
 
 /// The login service (token transfer) name.
 pub const LOGIN_SERVICE: &str = "login.cloudflareaccess.org";

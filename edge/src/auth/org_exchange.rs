@@ -26,12 +26,12 @@ use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::form_urlencoded;
 
-use crate::counters::Endpoint;
+use crate::auth::html::{self, Page, escape};
+use crate::auth::policy::allows;
+use crate::auth::tokens::Kind;
 use crate::edge::EdgeState;
-use crate::html::{self, Page, escape};
-use crate::policy::allows;
-use crate::router::{AppHost, cookie, normalize_host};
-use crate::tokens::Kind;
+use crate::front::router::{AppHost, cookie, normalize_host};
+use crate::ops::counters::Endpoint;
 
 /// How long an app session (a `meta` and its nonce) lasts.
 const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -278,7 +278,7 @@ pub(crate) async fn authorized(
         );
     };
     // The token's own `exp`: iat and exp are whole seconds from now.
-    let exp = crate::tokens::now().saturating_add(lifetime.as_secs());
+    let exp = crate::auth::tokens::now().saturating_add(lifetime.as_secs());
     let expires = UNIX_EPOCH + Duration::from_secs(exp.min(253_402_300_799));
     let cookie = format!(
         "CF_Authorization={token}; Expires={}; Path=/; Secure; HttpOnly; SameSite=None",

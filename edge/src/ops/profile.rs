@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use cfaccess::access::edge_profile::EdgeProfile;
 
 use crate::error::EdgeError;
-use crate::state::{StateDir, files};
+use crate::ops::state::{StateDir, files};
 
 /// Writes `profile.json` (every served name → `addr`) and `browser`.
 pub(crate) fn write(

@@ -15,11 +15,11 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use url::form_urlencoded;
 
+use crate::auth::html;
+use crate::auth::tokens::now;
 use crate::edge::EdgeState;
-use crate::faults::MetadataFault;
-use crate::html;
+use crate::ops::faults::MetadataFault;
 use crate::site::App;
-use crate::tokens::now;
 
 /// The claims of the `cf-access-metadata` JWT, in the real edge's order.
 #[derive(Debug, Serialize)]

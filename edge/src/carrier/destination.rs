@@ -19,7 +19,7 @@
 
 use axum::http::StatusCode;
 
-use crate::config::check_host_port;
+use crate::ops::config::check_host_port;
 use crate::site::App;
 
 /// The request header naming a bastion destination.

@@ -23,12 +23,12 @@ use crypto_box::aead::{Aead, AeadCore, OsRng};
 use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use tokio::sync::Notify;
 
-use crate::counters::Endpoint;
+use crate::auth::html;
 use crate::edge::EdgeState;
 use crate::error::EdgeError;
-use crate::faults::PollFault;
-use crate::html;
-use crate::state::{SECRET, StateDir, files};
+use crate::ops::counters::Endpoint;
+use crate::ops::faults::PollFault;
+use crate::ops::state::{SECRET, StateDir, files};
 
 /// How long an uncollected result is kept.
 const RESULT_TTL: Duration = Duration::from_secs(600);

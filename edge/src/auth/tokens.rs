@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::signing::{Keys, SignatureError};
+use crate::auth::signing::{Keys, SignatureError};
 
 /// The claims of an app or org token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -237,7 +237,7 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::StateDir;
+    use crate::ops::state::StateDir;
 
     #[test]
     fn tokens_verify_and_are_refused_for_each_reason() {

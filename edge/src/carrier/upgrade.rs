@@ -24,14 +24,14 @@ use axum::http::{Method, StatusCode, Version};
 use axum::response::Response;
 use tokio::net::TcpStream;
 
-use crate::app_host::{self, Principal};
-use crate::counters::{ActiveGuard, Endpoint};
-use crate::destination::{self, JUMP_HEADER};
-use crate::discovery;
+use crate::auth::discovery;
+use crate::auth::html;
+use crate::carrier::destination::{self, JUMP_HEADER};
+use crate::carrier::relay;
 use crate::edge::EdgeState;
-use crate::html;
-use crate::relay;
-use crate::router::{AppHost, header_str};
+use crate::front::app_host::{self, Principal};
+use crate::front::router::{AppHost, header_str};
+use crate::ops::counters::{ActiveGuard, Endpoint};
 
 /// How long dialling an origin may take before the upgrade gets a 502.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);

@@ -23,7 +23,7 @@ use serde::de::DeserializeOwned;
 use sha2::{Digest, Sha256};
 
 use crate::error::EdgeError;
-use crate::state::{SECRET, StateDir, files};
+use crate::ops::state::{SECRET, StateDir, files};
 
 /// One RSA signing key, ready to sign and verify.
 pub(crate) struct SigningKey {

@@ -16,12 +16,12 @@ use axum::response::Response;
 use axum::{Extension, Form};
 use serde::Deserialize;
 
-use crate::counters::Endpoint;
+use crate::auth::html::{self, Page, escape};
+use crate::auth::login_service::ClientKey;
+use crate::auth::policy::{allows, is_valid_email};
 use crate::edge::EdgeState;
-use crate::html::{self, Page, escape};
-use crate::login_service::ClientKey;
-use crate::policy::{allows, is_valid_email};
-use crate::router::AppHost;
+use crate::front::router::AppHost;
+use crate::ops::counters::Endpoint;
 use crate::site::App;
 
 /// The login URL's parameters (and the form's hidden fields).

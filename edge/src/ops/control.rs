@@ -23,10 +23,10 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 
-use crate::counters::{CarrierStats, Endpoint};
 use crate::edge::EdgeState;
 use crate::error::EdgeError;
-use crate::state::{StateDir, files};
+use crate::ops::counters::{CarrierStats, Endpoint};
+use crate::ops::state::{StateDir, files};
 
 /// A request to a running edge.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -22,14 +22,14 @@ use axum::{Extension, Json};
 use subtle::ConstantTimeEq;
 use url::form_urlencoded;
 
-use crate::carrier;
-use crate::counters::Endpoint;
-use crate::discovery;
+use crate::auth::discovery;
+use crate::auth::html;
+use crate::auth::tokens::Kind;
+use crate::carrier::upgrade as carrier;
 use crate::edge::EdgeState;
-use crate::html;
-use crate::router::{AppHost, cookie, header_str};
+use crate::front::router::{AppHost, cookie, header_str};
+use crate::ops::counters::Endpoint;
 use crate::site::App;
-use crate::tokens::Kind;
 
 /// Who a request was let through as.
 #[derive(Debug)]

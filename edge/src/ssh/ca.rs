@@ -22,10 +22,10 @@ use std::path::{Path, PathBuf};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, LineEnding, PrivateKey, PublicKey};
 
-use crate::config::Config;
 use crate::error::EdgeError;
+use crate::ops::config::Config;
+use crate::ops::state::StateDir;
 use crate::site::{named, normalize_app_hostname};
-use crate::state::StateDir;
 
 /// The directory of the CAs inside the state dir.
 const DIR: &str = "ssh-ca";

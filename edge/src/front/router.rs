@@ -15,15 +15,15 @@ use axum::routing::{any, get};
 use axum::{Json, Router};
 use tower::ServiceExt;
 
-use crate::app_host;
-use crate::cert_sign;
-use crate::counters::Endpoint;
+use crate::auth::html;
+use crate::auth::login_page;
+use crate::auth::login_service;
+use crate::auth::org_exchange;
 use crate::edge::EdgeState;
-use crate::html;
-use crate::login_page;
-use crate::login_service;
-use crate::org_exchange;
+use crate::front::app_host;
+use crate::ops::counters::Endpoint;
 use crate::site::Site;
+use crate::ssh::cert_sign;
 
 /// The app a request on an app host is for, and the host as asked (lower
 /// case, port stripped).

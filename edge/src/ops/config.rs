@@ -38,7 +38,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-use crate::policy::{EmailPattern, is_valid_domain, is_valid_email};
+use crate::auth::policy::{EmailPattern, is_valid_domain, is_valid_email};
 
 /// The suffix every auth domain has: clients refuse any other.
 pub const AUTH_DOMAIN_SUFFIX: &str = ".cloudflareaccess.com";
@@ -224,7 +224,7 @@ impl Config {
     /// The copy of the config an edge keeps in its state dir, if there is
     /// one, and its path: what a restart with the same state dir serves.
     pub fn load_kept(state_dir: &Path) -> Result<Option<(Self, PathBuf)>, ConfigError> {
-        let path = state_dir.join(crate::state::files::CONFIG);
+        let path = state_dir.join(crate::ops::state::files::CONFIG);
         if !path.is_file() {
             return Ok(None);
         }

@@ -15,7 +15,7 @@ use cfaccess::access::http::HttpError;
 use reqwest::header::CONTENT_TYPE;
 use url::{Url, form_urlencoded};
 
-use crate::html::{EMAIL_HEADER, PAGE_HEADER, Page};
+use crate::auth::html::{EMAIL_HEADER, PAGE_HEADER, Page};
 
 /// What to do on a login page.
 #[derive(Debug, Clone, PartialEq, Eq)]

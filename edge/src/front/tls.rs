@@ -20,7 +20,7 @@ use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
 use crate::error::EdgeError;
-use crate::state::{SECRET, StateDir, files};
+use crate::ops::state::{SECRET, StateDir, files};
 
 /// The local certificate authority.
 pub(crate) struct Ca {

@@ -44,8 +44,8 @@ use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use crate::counters::Carried;
-use crate::faults::Faults;
+use crate::ops::counters::Carried;
+use crate::ops::faults::Faults;
 
 /// The origin read size, and so the largest frame sent.
 const READ_BUF: usize = 1024 * 1024;

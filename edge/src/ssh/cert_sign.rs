@@ -30,13 +30,13 @@ use ssh_key::certificate::{Builder, CertType, Certificate};
 use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PublicKey, public::KeyData};
 
-use crate::counters::Endpoint;
+use crate::auth::tokens::{AccessClaims, Kind, TokenError};
 use crate::edge::EdgeState;
-use crate::faults::CertSignFault;
-use crate::profile::shell_word;
+use crate::ops::counters::Endpoint;
+use crate::ops::faults::CertSignFault;
+use crate::ops::profile::shell_word;
 use crate::site::App;
-use crate::ssh_ca::{self, SshCa};
-use crate::tokens::{AccessClaims, Kind, TokenError};
+use crate::ssh::ca::{self as ssh_ca, SshCa};
 
 /// How long before now a certificate starts, for clocks that run behind.
 pub(crate) const CLOCK_SKEW: Duration = Duration::from_secs(10);
@@ -282,7 +282,7 @@ fn issue(
             .into_response());
     }
     let validity = edge.settings().cert_validity.as_secs().max(1);
-    let now = crate::tokens::now();
+    let now = crate::auth::tokens::now();
     let valid_after = now.saturating_sub(CLOCK_SKEW.as_secs());
     let mut plan = Plan {
         cert_type: CertType::User,
