@@ -9,6 +9,7 @@ pub mod cli;
 mod commands;
 pub mod error;
 pub mod inventory;
+pub mod limits;
 pub mod logging;
 pub mod platform;
 pub mod ssh;

@@ -4,4 +4,5 @@
 pub mod atomic_file;
 pub mod browser;
 pub mod dir_watch;
+pub mod read;
 pub mod stdio;

@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod proc;
 pub mod sshd;
 
 use std::os::unix::fs::PermissionsExt;

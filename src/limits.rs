@@ -1,0 +1,59 @@
+//! Every deadline and size cap of cfaccess, in one place.
+//!
+//! cfaccess runs inside every ssh connection its users make, against servers
+//! and config dirs it cannot trust to behave. These numbers are its promise
+//! (the README's "Limits and guarantees" lists them): no network step waits
+//! longer than its deadline, no body or file is read past its cap, and no
+//! retry loop runs without a pause between tries or past its command's end.
+//! The protocol's own timeouts (PROTOCOL.md) are kept where it gives one.
+
+use std::time::Duration;
+
+// ---- deadlines ------------------------------------------------------------
+
+/// TCP connect plus the TLS handshake, for every request.
+pub const CONNECT: Duration = Duration::from_secs(10);
+/// App discovery, the `HEAD` with `cf-access-metadata-request` (section 2).
+pub const DISCOVERY: Duration = Duration::from_secs(7);
+/// Fetching the team's key set (section 2.4).
+pub const JWKS: Duration = Duration::from_secs(10);
+/// The token check (section 5).
+pub const TOKEN_CHECK: Duration = Duration::from_secs(5);
+/// The whole org-token exchange, every hop included (section 4.3).
+pub const ORG_EXCHANGE: Duration = Duration::from_secs(7);
+/// One long poll of the login service (section 4.4).
+pub const LOGIN_POLL: Duration = Duration::from_secs(60);
+/// How many polls a browser login makes before giving up.
+pub const LOGIN_POLLS: usize = 10;
+/// The whole browser login, as the user is told when it starts.
+pub const LOGIN_WAIT: Duration = Duration::from_secs(4 * 60);
+/// `cert_sign` (section 7.4), request and answer.
+pub const CERT_SIGN: Duration = Duration::from_secs(10);
+/// The websocket upgrade: request sent, `101` and its headers received.
+pub const WS_UPGRADE: Duration = Duration::from_secs(10);
+/// Opening a carrier end to end, logins excepted: every dial, discovery and
+/// token check of section 6.2 together.
+pub const CARRIER_OPEN: Duration = Duration::from_secs(30);
+/// How long a waiter waits for another process's login (section 3).
+pub const LOCK_WAIT: Duration = Duration::from_secs(600);
+
+// ---- size caps ------------------------------------------------------------
+
+/// An error answer's body: only its first line is ever shown.
+pub const ERROR_BODY: usize = 4 << 10;
+/// `cert_sign`'s answer: a certificate and two short fields.
+pub const CERT_SIGN_BODY: usize = 64 << 10;
+/// The login service's sealed transfer: two tokens, boxed and base64'd.
+pub const TRANSFER_BODY: usize = 64 << 10;
+/// The team's key set, served and cached.
+pub const JWKS_BODY: usize = 1 << 20;
+/// A token, in a file or a header: real Access tokens are 1–3 KiB.
+pub const TOKEN: usize = 32 << 10;
+/// The signed app metadata kept beside the tokens.
+pub const METADATA_FILE: usize = 32 << 10;
+/// An ssh key, public key or certificate file.
+pub const SSH_FILE: usize = 64 << 10;
+/// A lock file (`{"pid":…,"start_time":…}`) or a login URL file.
+pub const LOCK_FILE: usize = 16 << 10;
+/// The edge profile (`CFACCESS_EDGE`): a CA and a few names.
+pub const EDGE_PROFILE: usize = 1 << 20;
