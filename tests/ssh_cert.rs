@@ -461,3 +461,81 @@ fn status_shows_what_you_are_logged_in_to_and_logout_forgets_it() {
     let after = w.env.run(&["status"]);
     assert!(after.stdout.contains("Not logged in"), "{after:#?}");
 }
+
+/// A copy of cfaccess in a new directory `name` under the test's temp dir
+/// (a copy, not a link: the snippet names the running binary's real path).
+fn cfaccess_under(env: &TestEnv, name: &str) -> PathBuf {
+    let dir = env.tmp.path().join(name);
+    std::fs::create_dir(&dir).unwrap();
+    let exe = dir.join("cfaccess");
+    std::fs::copy(env!("CARGO_BIN_EXE_cfaccess"), &exe).unwrap();
+    exe
+}
+
+/// What `exe ssh-config --hostname APP_HOST extra…` prints, as a config file.
+fn printed_config(env: &TestEnv, exe: &Path, extra: &[&str]) -> (Run, PathBuf) {
+    let mut cmd = Command::new(exe);
+    cmd.args(["ssh-config", "--hostname", APP_HOST]).args(extra);
+    env.isolate(&mut cmd);
+    let run = run_with_deadline(cmd, Duration::from_secs(30));
+    let config = env.tmp.path().join("printed_ssh_config");
+    std::fs::write(&config, &run.stdout).unwrap();
+    (run, config)
+}
+
+#[test]
+fn a_binary_under_a_path_with_spaces_and_backslashes_works_through_ssh() {
+    let me = current_user();
+    let w = world(&me);
+    let exe = cfaccess_under(&w.env, r"odd \dir");
+    let (printed, config) = printed_config(&w.env, &exe, &["--short-lived-cert"]);
+    printed.success();
+    let mut ssh = common::sshd::ssh_with_config(&config);
+    ssh.arg(APP_HOST).arg("whoami");
+    w.env.isolate(&mut ssh);
+    let run = run_with_deadline(ssh, Duration::from_secs(120));
+    run.success();
+    assert_eq!(run.stdout.trim(), me, "{run:#?}");
+    assert!(w.cert_file().exists(), "the Match exec ran ssh-gen");
+}
+
+#[test]
+fn a_binary_under_a_path_with_quotes_works_as_a_proxy_command_and_is_refused_in_match_exec() {
+    let sshd = Sshd::start(&[]);
+    let addr = sshd.addr();
+    let env = TestEnv::with(|opts| opts.config.apps[0].origin = Some(addr.clone()));
+    let exe = cfaccess_under(&env, r#"it's "odd" \dir"#);
+    let (printed, config) = printed_config(&env, &exe, &[]);
+    printed.success();
+    let mut ssh = common::sshd::ssh_with_config(&config);
+    ssh.arg("-i").arg(&sshd.user_key).arg(APP_HOST).arg("echo through");
+    env.isolate(&mut ssh);
+    let run = run_with_deadline(ssh, Duration::from_secs(120));
+    run.success();
+    assert_eq!(run.stdout.trim(), "through", "{run:#?}");
+
+    // no form of `Match exec "…"` carries this path for OpenSSH 9 and 10 alike
+    let (refused, _) = printed_config(&env, &exe, &["--short-lived-cert"]);
+    refused.failure(1);
+    assert!(
+        refused.error_line().contains("double quote") && refused.error_line().contains("hint:"),
+        "{refused:#?}"
+    );
+}
+
+#[test]
+fn ssh_config_refuses_patterns_and_names_a_dropped_path() {
+    let env = TestEnv::new();
+    for pattern in ["*", "*.demo.test", "a,b", "!x"] {
+        let run = env.run(&["ssh-config", "--hostname", pattern]);
+        run.failure(2);
+        assert!(run.error_line().contains("pattern"), "{pattern}: {run:#?}");
+    }
+    let run = env.run(&["ssh-config", "--hostname", "ssh.demo.test/admin"]);
+    run.success();
+    assert!(run.stdout.starts_with("Host ssh.demo.test\n"), "{run:#?}");
+    assert!(
+        run.stderr.contains("path /admin") && run.stderr.contains("left out"),
+        "{run:#?}"
+    );
+}

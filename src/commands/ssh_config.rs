@@ -18,10 +18,7 @@ use crate::ssh::config::{self as ssh_config, KeyDir};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     let hostname = match args.hostname.as_deref() {
-        // a host (or URL) as ssh will see it: the name alone
-        Some(h) => AppUrl::parse(h)
-            .map_err(|e| UsageError(e.to_string()))?
-            .hostname(),
+        Some(h) => ssh_hostname(h)?,
         None if args.install => {
             return Err(UsageError("--install needs --hostname".into()).into());
         }
@@ -34,7 +31,9 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     } else {
         KeyDir::Path(dir.path().to_string_lossy().into_owned())
     };
-    let block = ssh_config::snippet(&exe, &hostname, args.short_lived_cert, &key_dir);
+    let block = ssh_config::snippet(&exe, &hostname, args.short_lived_cert, &key_dir).hint(
+        "install cfaccess (or point CFACCESS_DIR) at a path without quotes, like /usr/local/bin/cfaccess",
+    )?;
 
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
@@ -84,6 +83,32 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         file.display()
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// The host as ssh will match it: the name alone. A name holding ssh's
+/// pattern characters would match other hosts too (`*` every one of them),
+/// so it is refused; a path, which ssh cannot match, is dropped with a note.
+fn ssh_hostname(given: &str) -> anyhow::Result<String> {
+    if let Some(c) = given
+        .chars()
+        .find(|c| matches!(c, '*' | '?' | '!' | ',') || c.is_whitespace())
+    {
+        return Err(UsageError(format!(
+            "the hostname '{given}' holds '{c}', which ssh reads as a pattern matching other hosts; \
+             give the application's own hostname, like ssh.example.com"
+        ))
+        .into());
+    }
+    let url = AppUrl::parse(given).map_err(|e| UsageError(e.to_string()))?;
+    let hostname = url.hostname();
+    if url.key_stem() != hostname {
+        eprintln!(
+            "note: ssh matches host names only, so the path {} of '{given}' is left out: \
+             the block below is for {hostname}",
+            url.url().path()
+        );
+    }
+    Ok(hostname)
 }
 
 /// `~/.ssh`, created 0700 when missing.
