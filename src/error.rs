@@ -74,6 +74,9 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// What to do about a certificate we do not trust.
 pub const TLS_HINT: &str = "the server's certificate is not trusted here: check the hostname, SSL_CERT_FILE and CFACCESS_EDGE";
 
+/// What to do about a redirect refused because it would take a token away.
+const REDIRECT_HINT: &str = "a server or proxy on the way tried to send the request elsewhere; check CFACCESS_EDGE and HTTPS_PROXY, and tell the app's admin";
+
 /// What to do about the library's errors, where the error itself does not say.
 fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     use crate::access::AccessError;
@@ -118,15 +121,16 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     }
     if let Some(e) = cause.downcast_ref::<L>() {
         return Some(match e {
-            L::NotCompleted(_) => {
-                "the login was refused or not finished in time; run the command again to retry"
-                    .into()
-            }
-            L::Service { .. } | L::Unreachable(_) => {
+            L::NotApproved { .. } => "run the command again".into(),
+            L::Service { .. } | L::Unreachable(_) | L::Body(_) => {
                 "the login service is failing or out of reach; try again later".into()
             }
             L::BadAnswer(_) => "run the command again to start a new login".into(),
+            L::Redirected(_) => REDIRECT_HINT.into(),
         });
+    }
+    if cause.is::<crate::access::http::RedirectRefused>() {
+        return Some(REDIRECT_HINT.into());
     }
     if let Some(crate::access::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
         return Some(format!(
