@@ -169,6 +169,42 @@ pub async fn send_following(client: &Client, request: Request) -> Result<Respons
     }
 }
 
+/// Sends `request` and follows up to ten redirects anywhere, as a browser
+/// does: only for requests that carry no token, no cookie and no body of
+/// ours (access-edge's browser helper). Everything else uses
+/// [`send_following`].
+pub async fn follow_anywhere(client: &Client, request: Request) -> reqwest::Result<Response> {
+    let mut request = request;
+    for _ in 0..MAX_REDIRECTS {
+        let retry = request.try_clone();
+        let response = client.execute(request).await?;
+        let status = response.status();
+        let next = retry.filter(|_| status.is_redirection()).and_then(|mut next| {
+            let location = response
+                .headers()
+                .get(LOCATION)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|loc| response.url().join(loc).ok())?;
+            if status == StatusCode::SEE_OTHER
+                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                    && next.method() == reqwest::Method::POST)
+            {
+                *next.method_mut() = reqwest::Method::GET;
+                *next.body_mut() = None;
+                next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+                next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
+            }
+            *next.url_mut() = location;
+            Some(next)
+        });
+        match next {
+            Some(next) => request = next,
+            None => return Ok(response),
+        }
+    }
+    client.execute(request).await
+}
+
 /// Reads `response`'s body chunk by chunk, never holding more than `cap`
 /// bytes, and gives up when it has not all arrived within `limit`. Over the
 /// cap is an error: a body that large is not the answer expected.
