@@ -129,6 +129,19 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             L::Redirected(_) => REDIRECT_HINT.into(),
         });
     }
+    if let Some(e) = cause.downcast_ref::<crate::ssh::cert_sign::CertSignError>() {
+        use crate::ssh::cert_sign::CertSignError as C;
+        match e {
+            C::Redirected(_) => return Some(REDIRECT_HINT.into()),
+            C::InsecureIssuer(_) => {
+                return Some("log in again with `cfaccess login` to replace the token".into());
+            }
+            C::Body { .. } => {
+                return Some("the team's SSH CA answered badly; try again later".into());
+            }
+            _ => {}
+        }
+    }
     if cause.is::<crate::access::http::RedirectRefused>() {
         return Some(REDIRECT_HINT.into());
     }
@@ -157,6 +170,12 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
 /// certificate not trusted), rather than hyper's "error sending request".
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
     tracing::debug!("request failed: {e:?}");
+    if e.is_timeout() && e.is_connect() {
+        return format!(
+            "no connection within {} (TCP connect and TLS handshake)",
+            crate::limits::show(crate::limits::CONNECT)
+        );
+    }
     if e.is_timeout() {
         return "timed out".into();
     }

@@ -16,8 +16,11 @@ use common::proc::{Measured, measure};
 use common::*;
 
 const GIB: u64 = 1 << 30;
-/// What cfaccess may hold, whatever a server sends (issue 10's contract).
-const RSS_LIMIT_MIB: f64 = 16.0;
+/// What cfaccess may hold, whatever a server sends: 16 MiB (issue 10's
+/// contract) for an optimised build. An unoptimised one needs ~10 MiB more
+/// for any TLS request at all (a failed `login`: 15.4 MiB debug, 5.9 MiB
+/// release), so it gets that much headroom; a body held whole is 2 GiB.
+const RSS_LIMIT_MIB: f64 = if cfg!(debug_assertions) { 26.0 } else { 16.0 };
 
 /// A world logged in to the demo app (token, org token, app info, key set).
 fn logged_in() -> TestEnv {
@@ -70,7 +73,11 @@ fn a_huge_cert_sign_answer_is_refused_without_holding_it() {
     );
     report("cert_sign with a 2 GiB answer", &m);
     assert_failed_within(&m, Duration::from_secs(10));
-    assert!(m.peak_rss_mib() < RSS_LIMIT_MIB, "{:.1} MiB", m.peak_rss_mib());
+    assert!(
+        m.peak_rss_mib() < RSS_LIMIT_MIB,
+        "{:.1} MiB",
+        m.peak_rss_mib()
+    );
     assert!(m.run.error_line().contains("larger than 64 KiB"), "{m:#?}");
 }
 
@@ -97,10 +104,16 @@ fn a_huge_login_service_transfer_is_refused_without_holding_it() {
     let m = measure(cmd, Duration::from_secs(90));
     report("a 2 GiB transfer", &m);
     assert_failed_within(&m, Duration::from_secs(10));
-    assert!(m.peak_rss_mib() < RSS_LIMIT_MIB, "{:.1} MiB", m.peak_rss_mib());
+    assert!(
+        m.peak_rss_mib() < RSS_LIMIT_MIB,
+        "{:.1} MiB",
+        m.peak_rss_mib()
+    );
     assert!(m.run.error_line().contains("larger than 64 KiB"), "{m:#?}");
     assert!(
-        m.run.stderr.contains("Waiting up to 4m for the login to be approved"),
+        m.run
+            .stderr
+            .contains("Waiting up to 4m for the login to be approved"),
         "{m:#?}"
     );
 }
@@ -122,7 +135,11 @@ fn a_huge_refusal_of_the_websocket_is_not_held() {
     );
     report("a 403 with a 2 GiB body", &m);
     assert_failed_within(&m, Duration::from_secs(5));
-    assert!(m.peak_rss_mib() < RSS_LIMIT_MIB, "{:.1} MiB", m.peak_rss_mib());
+    assert!(
+        m.peak_rss_mib() < RSS_LIMIT_MIB,
+        "{:.1} MiB",
+        m.peak_rss_mib()
+    );
     assert!(m.run.error_line().contains("403"), "{m:#?}");
 }
 
@@ -137,6 +154,7 @@ fn a_refusal_whose_body_never_comes_ends_at_the_upgrade_deadline() {
     );
     report("a 403 whose body never comes", &m);
     assert_failed_within(&m, Duration::from_secs(15));
+    assert!(m.wall >= Duration::from_secs(9), "the body was waited for");
     assert!(m.run.error_line().contains(APP_HOST), "{m:#?}");
 }
 
@@ -180,7 +198,10 @@ fn a_listener_ends_every_connection_whose_open_stalls() {
     let mut line = String::new();
     while !line.starts_with("Listening on") {
         line.clear();
-        assert!(stderr.read_line(&mut line).unwrap() > 0, "the listener died");
+        assert!(
+            stderr.read_line(&mut line).unwrap() > 0,
+            "the listener died"
+        );
     }
     std::thread::spawn(move || std::io::copy(&mut stderr, &mut std::io::sink()));
 
@@ -202,10 +223,32 @@ fn a_listener_ends_every_connection_whose_open_stalls() {
         .collect();
     for client in clients {
         let (ended, after) = client.join().unwrap();
-        eprintln!("a stalled connection ended after {:.2} s", after.as_secs_f64());
+        eprintln!(
+            "a stalled connection ended after {:.2} s",
+            after.as_secs_f64()
+        );
         assert!(ended);
         assert!(after < Duration::from_secs(15), "{after:?}");
     }
+}
+
+#[test]
+fn a_server_that_never_finishes_the_tls_handshake_is_given_up_on() {
+    let env = logged_in();
+    let hostile = Hostile::start(vec![]);
+    let plain = Plain::start();
+    let addr = format!("127.0.0.1:{}", plain.port).parse().unwrap();
+    let profile = common::hostile::profile_to(env.tmp.path(), &hostile.ca_pem, addr);
+    let m = measure(
+        via(&env, &profile, &["access", "ssh", "--hostname", APP_HOST]),
+        Duration::from_secs(60),
+    );
+    report("a TLS handshake never answered", &m);
+    assert_failed_within(&m, Duration::from_secs(15));
+    let line = m.run.error_line();
+    assert!(line.contains(APP_HOST), "{line}");
+    assert!(line.contains("TLS handshake"), "{line}");
+    assert!(plain.received() > 0, "the client said hello");
 }
 
 // ---- point 6: redirects never take the token away ---------------------------
@@ -231,7 +274,10 @@ fn cert_sign_redirected_to_plain_http_sends_nothing_there() {
     assert_failed_within(&m, Duration::from_secs(5));
     let line = m.run.error_line();
     assert!(line.contains("https://demo.cloudflareaccess.com"), "{line}");
-    assert!(line.contains(&format!("http://127.0.0.1:{}", plain.port)), "{line}");
+    assert!(
+        line.contains(&format!("http://127.0.0.1:{}", plain.port)),
+        "{line}"
+    );
     // give a request sent anyway every chance to arrive
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(plain.received(), 0, "the token went out in clear text");

@@ -131,7 +131,9 @@ pub async fn send_following(client: &Client, request: Request) -> Result<Respons
     let mut hops = 0;
     loop {
         if request.url().scheme() != "https" {
-            return Err(SendError::Insecure(request.url().origin().ascii_serialization()));
+            return Err(SendError::Insecure(
+                request.url().origin().ascii_serialization(),
+            ));
         }
         let retry = request.try_clone();
         let response = client.execute(request).await.map_err(SendError::Request)?;
@@ -179,24 +181,26 @@ pub async fn follow_anywhere(client: &Client, request: Request) -> reqwest::Resu
         let retry = request.try_clone();
         let response = client.execute(request).await?;
         let status = response.status();
-        let next = retry.filter(|_| status.is_redirection()).and_then(|mut next| {
-            let location = response
-                .headers()
-                .get(LOCATION)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|loc| response.url().join(loc).ok())?;
-            if status == StatusCode::SEE_OTHER
-                || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
-                    && next.method() == reqwest::Method::POST)
-            {
-                *next.method_mut() = reqwest::Method::GET;
-                *next.body_mut() = None;
-                next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
-                next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
-            }
-            *next.url_mut() = location;
-            Some(next)
-        });
+        let next = retry
+            .filter(|_| status.is_redirection())
+            .and_then(|mut next| {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| response.url().join(loc).ok())?;
+                if status == StatusCode::SEE_OTHER
+                    || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                        && next.method() == reqwest::Method::POST)
+                {
+                    *next.method_mut() = reqwest::Method::GET;
+                    *next.body_mut() = None;
+                    next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+                    next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
+                }
+                *next.url_mut() = location;
+                Some(next)
+            });
         match next {
             Some(next) => request = next,
             None => return Ok(response),

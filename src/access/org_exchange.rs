@@ -58,9 +58,8 @@ async fn walk(
     let mut app_session: Option<String> = None;
     for hop in 0..=MAX_HOPS {
         let at_app = url.origin() == app_origin;
-        let at_team = url.scheme() == "https"
-            && url.host_str() == Some(auth_domain)
-            && url.port().is_none();
+        let at_team =
+            url.scheme() == "https" && url.host_str() == Some(auth_domain) && url.port().is_none();
         let mut request = http.request(Method::HEAD, url.clone());
         // Cookies go only on redirected hops, as Go's CheckRedirect adds them.
         if hop > 0 && at_team && url.path().contains(LOGIN_PATH) {

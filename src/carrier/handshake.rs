@@ -31,7 +31,10 @@ pub enum DialError {
     Handshake(String),
     /// The upgrade was sent and not answered (or its refusal not finished)
     /// within [`limits::WS_UPGRADE`].
-    #[error("the websocket upgrade was not answered within {}", limits::show(limits::WS_UPGRADE))]
+    #[error(
+        "the websocket upgrade was not answered within {}",
+        limits::show(limits::WS_UPGRADE)
+    )]
     Stalled,
 }
 

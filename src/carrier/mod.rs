@@ -197,7 +197,10 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
         .then(|| access.known_app_info(&target.url))
         .flatten();
     let cached_token = known.as_ref().and_then(|app| access.store().app_token(app));
-    match budget.step(target, async { Ok(dial(cached_token.clone()).await) }).await? {
+    match budget
+        .step(target, async { Ok(dial(cached_token.clone()).await) })
+        .await?
+    {
         Ok(ws) => return Ok(ws),
         Err(DialError::LoginRedirect) if target.may_log_in() => {}
         Err(e) => return Err(CarrierError::from_dial(e, target)),
@@ -214,7 +217,10 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
         .await?;
     // the cached token we just sent was refused: go straight to a fresh one
     if cached_token.as_deref() != Some(token.as_str()) {
-        match budget.step(target, async { Ok(dial(Some(token)).await) }).await? {
+        match budget
+            .step(target, async { Ok(dial(Some(token)).await) })
+            .await?
+        {
             Ok(ws) => return Ok(ws),
             Err(DialError::LoginRedirect) => {}
             Err(e) => return Err(CarrierError::from_dial(e, target)),
@@ -226,7 +232,10 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
     let token = budget
         .uncharged(access.app_token(&target.url, &app, Redirect::FullUrl))
         .await?;
-    match budget.step(target, async { Ok(dial(Some(token)).await) }).await? {
+    match budget
+        .step(target, async { Ok(dial(Some(token)).await) })
+        .await?
+    {
         Ok(ws) => Ok(ws),
         Err(DialError::LoginRedirect) => Err(CarrierError::RefusedAgain {
             host: target.host(),

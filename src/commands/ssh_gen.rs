@@ -71,9 +71,7 @@ async fn fetch(
     let signed = match cert_sign::sign(http, &token, &public_line).await {
         Err(CertSignError::TokenRefused { .. }) => {
             tracing::info!("cert_sign refused the token; finding the app again and logging in");
-            let (_, token) = access
-                .after_refusal(&url, &app, Redirect::FullUrl)
-                .await?;
+            let (_, token) = access.after_refusal(&url, &app, Redirect::FullUrl).await?;
             cert_sign::sign(http, &token, &public_line).await
         }
         other => other,

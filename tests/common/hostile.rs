@@ -26,7 +26,7 @@ pub enum Answer {
     Huge { status: u16, size: u64 },
     /// Reads the request and says nothing.
     Hang,
-    /// `status` and its headers (a body length), then nothing.
+    /// `status` and its headers (a short body length), then nothing.
     HeadersThenHang { status: u16 },
     /// A redirect to `location`.
     Redirect { status: u16, location: String },
@@ -121,12 +121,14 @@ impl Hostile {
     }
 }
 
-fn write_profile(
-    dir: &Path,
-    name: &str,
-    ca: &str,
-    hosts: BTreeMap<String, SocketAddr>,
-) -> PathBuf {
+/// A profile sending [`NAMES`] to `addr` (a [`Plain`] listener, say: a
+/// server that never gets through the TLS handshake), trusting `ca`.
+pub fn profile_to(dir: &Path, ca: &str, addr: SocketAddr) -> PathBuf {
+    let hosts = NAMES.iter().map(|n| (n.to_string(), addr)).collect();
+    write_profile(dir, "plain-profile.json", ca, hosts)
+}
+
+fn write_profile(dir: &Path, name: &str, ca: &str, hosts: BTreeMap<String, SocketAddr>) -> PathBuf {
     let path = dir.join(name);
     let json = serde_json::json!({ "ca_cert": ca, "hosts": hosts });
     std::fs::write(&path, json.to_string()).expect("write profile");
@@ -182,9 +184,8 @@ fn tls_config() -> (String, Arc<rustls::ServerConfig>) {
     let ca_cert = ca_params.clone().self_signed(&ca_key).expect("ca cert");
     let issuer = Issuer::new(ca_params, ca_key);
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).expect("key");
-    let params =
-        CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
-            .expect("params");
+    let params = CertificateParams::new(NAMES.iter().map(|n| n.to_string()).collect::<Vec<_>>())
+        .expect("params");
     let cert = params.signed_by(&key, &issuer).expect("cert");
     let key_der = rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into());
     let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(
@@ -218,7 +219,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
         let header = |name: &str| {
             head.lines().find_map(|l| {
                 let (k, v) = l.split_once(':')?;
-                k.trim().eq_ignore_ascii_case(name).then(|| v.trim().to_owned())
+                k.trim()
+                    .eq_ignore_ascii_case(name)
+                    .then(|| v.trim().to_owned())
             })
         };
         // drain a request body so the next request on the connection parses
@@ -258,7 +261,7 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
             }
             Some(Answer::Hang) => return hold(io).await,
             Some(Answer::HeadersThenHang { status }) => {
-                let head = format!("{}content-length: 100000\r\n\r\n", status_line(status));
+                let head = format!("{}content-length: 100\r\n\r\n", status_line(status));
                 let _ = io.write_all(head.as_bytes()).await;
                 let _ = io.flush().await;
                 return hold(io).await;
@@ -272,7 +275,9 @@ async fn serve<S: AsyncRead + AsyncWrite + Unpin>(
                 continue;
             }
             Some(Answer::Garbage) => {
-                let _ = io.write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 0xff]).await;
+                let _ = io
+                    .write_all(&[0xde, 0xad, 0xbe, 0xef, 0, 1, 2, 3, 0xff])
+                    .await;
                 let _ = io.shutdown().await;
                 return;
             }
