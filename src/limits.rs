@@ -74,9 +74,9 @@ pub fn show(limit: Duration) -> String {
 
 /// A size cap as a user reads it: `4 KiB`, `1 MiB`.
 pub fn show_size(cap: usize) -> String {
-    if cap >= 1 << 20 && cap % (1 << 20) == 0 {
+    if cap >= 1 << 20 && cap.is_multiple_of(1 << 20) {
         format!("{} MiB", cap >> 20)
-    } else if cap >= 1 << 10 && cap % (1 << 10) == 0 {
+    } else if cap >= 1 << 10 && cap.is_multiple_of(1 << 10) {
         format!("{} KiB", cap >> 10)
     } else {
         format!("{cap} bytes")

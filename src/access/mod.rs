@@ -135,9 +135,7 @@ impl Access {
     /// Whether the app info of `url` was discovered afresh in this process.
     fn discovered(&self, url: &AppUrl) -> bool {
         let stem = url.key_stem();
-        self.discovered
-            .lock()
-            .is_ok_and(|d| d.iter().any(|s| *s == stem))
+        self.discovered.lock().is_ok_and(|d| d.contains(&stem))
     }
 
     /// The app info and an app token for `url`: the kept app info when its
