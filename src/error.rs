@@ -122,6 +122,9 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<L>() {
         return Some(match e {
             L::NotApproved { .. } => "run the command again".into(),
+            L::NotCompleted { .. } => {
+                "the login was refused or not finished; run the command again to retry".into()
+            }
             L::Service { .. } | L::Unreachable(_) | L::Body(_) => {
                 "the login service is failing or out of reach; try again later".into()
             }

@@ -31,9 +31,20 @@ pub enum LoginError {
     Service { status: u16, body: String },
     #[error("cannot reach the login service: {0}")]
     Unreachable(String),
-    /// The whole wait ran out (or every poll did): as the user sees it.
+    /// The whole wait ran out: as the user sees it.
     #[error("nobody approved the login at {url} within {}", limits::show(*.limit))]
     NotApproved { url: String, limit: Duration },
+    /// Every poll said "not yet" before the wait ran out (a service that
+    /// does not hold its polls, or a login refused on its page).
+    #[error(
+        "the login at {url} was not completed: the login service had nothing after {polls} polls ({})",
+        limits::show(*.waited)
+    )]
+    NotCompleted {
+        url: String,
+        polls: usize,
+        waited: Duration,
+    },
     #[error("the login service's answer cannot be opened: {0}")]
     BadAnswer(String),
     #[error("the login service: {0}")]
@@ -95,7 +106,8 @@ impl LoginRequest {
         service: &str,
         mut on_wait: impl FnMut(),
     ) -> Result<Tokens, LoginError> {
-        let deadline = Instant::now() + limits::LOGIN_WAIT;
+        let began = Instant::now();
+        let deadline = began + limits::LOGIN_WAIT;
         let not_approved = || LoginError::NotApproved {
             url: self.url.clone(),
             limit: limits::LOGIN_WAIT,
@@ -123,7 +135,14 @@ impl LoginRequest {
             // a service that says "not yet" at once must not make this spin
             tokio::time::sleep_until((started + limits::LOGIN_POLL_GAP).min(deadline)).await;
         }
-        Err(not_approved())
+        if Instant::now() >= deadline {
+            return Err(not_approved());
+        }
+        Err(LoginError::NotCompleted {
+            url: self.url.clone(),
+            polls: limits::LOGIN_POLLS,
+            waited: began.elapsed(),
+        })
     }
 
     /// One poll: the tokens, or `None` for "not yet".
@@ -303,6 +322,18 @@ mod tests {
         );
         let host_only = login_url(&app, "A", "k", Redirect::HostOnly, false);
         assert!(host_only.contains("redirect_url=https%3A%2F%2Fh.example%3A8443%3Faud%3DA"));
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_says_so_as_the_user_sees_it() {
+        let e = LoginError::NotApproved {
+            url: "https://h/cdn-cgi/access/cli?x".into(),
+            limit: limits::LOGIN_WAIT,
+        };
+        assert_eq!(
+            e.to_string(),
+            "nobody approved the login at https://h/cdn-cgi/access/cli?x within 4m"
+        );
     }
 
     #[test]
