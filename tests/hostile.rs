@@ -406,3 +406,61 @@ fn an_app_recreated_with_a_new_aud_is_found_again_and_the_old_token_dropped() {
         .count();
     assert_eq!(app_lines, 1, "{}", status.stdout);
 }
+
+#[test]
+fn ssh_through_the_short_lived_cert_config_survives_an_app_recreated_with_a_new_aud() {
+    use access_edge::CaKeyType;
+    use common::sshd::{Sshd, current_user, free_port, ssh_with_config};
+    let me = current_user();
+    let port = free_port();
+    let email = format!("{me}@example.com");
+    let edge_for_sshd = || {
+        TestEnv::with(|opts| {
+            opts.auto_approve = Some(email.clone());
+            opts.config.apps[0].origin = Some(format!("127.0.0.1:{port}"));
+        })
+    };
+    let old = edge_for_sshd();
+    let ca_file = old.tmp.path().join("trusted_user_ca_keys");
+    let old_ca = old.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
+    std::fs::write(&ca_file, format!("{old_ca}\n")).unwrap();
+    let _sshd = Sshd::start_on(
+        port,
+        &[
+            format!("TrustedUserCAKeys {}", ca_file.display()),
+            "AuthorizedKeysFile none".into(),
+        ],
+    );
+    let printed = old.run(&["ssh-config", "--hostname", APP_HOST, "--short-lived-cert"]);
+    printed.success();
+    let ssh_config = old.tmp.path().join("ssh_config");
+    std::fs::write(&ssh_config, &printed.stdout).unwrap();
+    let ssh = |env: &TestEnv| {
+        let mut cmd = ssh_with_config(&ssh_config);
+        cmd.arg(APP_HOST).arg("whoami");
+        env.isolate(&mut cmd);
+        cmd.env("CFACCESS_DIR", &old.dir);
+        cmd
+    };
+    run_with_deadline(ssh(&old), Duration::from_secs(60)).success();
+
+    // the app is re-created: a new edge, new aud, new keys, a new SSH CA
+    // that sshd now trusts instead of the old one
+    let new = edge_for_sshd();
+    let new_ca = new.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
+    std::fs::write(&ca_file, format!("{new_ca}\n")).unwrap();
+    std::fs::remove_file(old.dir.join(format!("{APP_HOST}-cf_key-cert.pub"))).unwrap();
+    let jwks = std::fs::File::options()
+        .write(true)
+        .open(old.dir.join(format!("{AUTH_DOMAIN}-jwks")))
+        .unwrap();
+    jwks.set_modified(std::time::SystemTime::now() - Duration::from_secs(120))
+        .unwrap();
+
+    let m = measure(ssh(&new), Duration::from_secs(90));
+    report("ssh after the app was re-created", &m);
+    assert!(!m.timed_out, "ssh hung: {m:#?}");
+    assert_eq!(m.run.code, Some(0), "{m:#?}");
+    assert_eq!(m.run.stdout, format!("{me}\n"));
+    assert!(m.wall < Duration::from_secs(30), "{:?}", m.wall);
+}
