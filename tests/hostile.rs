@@ -313,6 +313,43 @@ fn cert_sign_redirected_to_another_origin_sends_nothing_there() {
     );
 }
 
+#[test]
+fn a_login_service_poll_redirected_elsewhere_is_not_followed() {
+    let env = logged_in();
+    std::fs::remove_file(env.token_file()).unwrap();
+    std::fs::remove_file(env.org_token_file()).unwrap();
+    let plain = Plain::start();
+    let hostile = Hostile::start(vec![(
+        "/transfer/",
+        Answer::Redirect {
+            status: 302,
+            location: format!("http://127.0.0.1:{}/steal", plain.port),
+        },
+    )]);
+    let profile = hostile.profile_beside(
+        env.tmp.path(),
+        &env.edge.profile_path(),
+        &["login.cloudflareaccess.org"],
+    );
+    let mut cmd = via(&env, &profile, &["login", APP]);
+    cmd.env("BROWSER", "true");
+    let m = measure(cmd, Duration::from_secs(60));
+    report("a transfer poll redirected to http", &m);
+    assert_failed_within(&m, Duration::from_secs(5));
+    assert!(
+        m.run
+            .error_line()
+            .contains(&format!("http://127.0.0.1:{}", plain.port)),
+        "{m:#?}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    assert_eq!(
+        plain.received(),
+        0,
+        "the login's key went out in clear text"
+    );
+}
+
 // ---- point 12: a masked frame fails the connection --------------------------
 
 #[test]
