@@ -173,7 +173,8 @@ fn an_upgrade_never_answered_ends_with_the_host_and_the_step() {
     assert_failed_within(&m, Duration::from_secs(15));
     let line = m.run.error_line();
     assert!(line.contains(APP_HOST), "{line}");
-    assert!(line.contains("websocket upgrade within 10s"), "{line}");
+    assert!(line.contains("websocket upgrade"), "{line}");
+    assert!(line.contains("within 10s"), "{line}");
 }
 
 #[test]
@@ -247,6 +248,7 @@ fn a_server_that_never_finishes_the_tls_handshake_is_given_up_on() {
     assert_failed_within(&m, Duration::from_secs(15));
     let line = m.run.error_line();
     assert!(line.contains(APP_HOST), "{line}");
+    // the connect limit and the upgrade's are both 10 s: either may name it
     assert!(line.contains("TLS handshake"), "{line}");
     assert!(plain.received() > 0, "the client said hello");
 }

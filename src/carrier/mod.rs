@@ -124,7 +124,7 @@ impl CarrierError {
             DialError::Handshake(reason) => CarrierError::Handshake { host, reason },
             DialError::Stalled => CarrierError::Stalled {
                 host,
-                step: "the websocket upgrade",
+                step: "the websocket upgrade (TCP connect, TLS handshake, 101)",
                 limit: limits::WS_UPGRADE,
             },
             DialError::Refused { status, .. } => {
