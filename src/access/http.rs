@@ -60,12 +60,6 @@ pub enum SendError {
     Insecure(String),
 }
 
-impl SendError {
-    pub fn is_timeout(&self) -> bool {
-        matches!(self, SendError::Request(e) if e.is_timeout())
-    }
-}
-
 /// Why a response body could not be read.
 #[derive(Debug, thiserror::Error)]
 pub enum BodyError {
