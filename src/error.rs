@@ -74,6 +74,9 @@ pub fn describe(err: &anyhow::Error) -> String {
 /// What to do about a certificate we do not trust.
 pub const TLS_HINT: &str = "the server's certificate is not trusted here: check the hostname, SSL_CERT_FILE and CFACCESS_EDGE";
 
+/// What to do about a redirect refused because it would take a token away.
+const REDIRECT_HINT: &str = "a server or proxy on the way tried to send the request elsewhere; check CFACCESS_EDGE and HTTPS_PROXY, and tell the app's admin";
+
 /// What to do about the library's errors, where the error itself does not say.
 fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     use crate::access::AccessError;
@@ -118,15 +121,32 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     }
     if let Some(e) = cause.downcast_ref::<L>() {
         return Some(match e {
-            L::NotCompleted(_) => {
-                "the login was refused or not finished in time; run the command again to retry"
-                    .into()
+            L::NotApproved { .. } => "run the command again".into(),
+            L::NotCompleted { .. } => {
+                "the login was refused or not finished; run the command again to retry".into()
             }
-            L::Service { .. } | L::Unreachable(_) => {
+            L::Service { .. } | L::Unreachable(_) | L::Body(_) => {
                 "the login service is failing or out of reach; try again later".into()
             }
             L::BadAnswer(_) => "run the command again to start a new login".into(),
+            L::Redirected(_) => REDIRECT_HINT.into(),
         });
+    }
+    if let Some(e) = cause.downcast_ref::<crate::ssh::cert_sign::CertSignError>() {
+        use crate::ssh::cert_sign::CertSignError as C;
+        match e {
+            C::Redirected(_) => return Some(REDIRECT_HINT.into()),
+            C::InsecureIssuer(_) => {
+                return Some("log in again with `cfaccess login` to replace the token".into());
+            }
+            C::Body { .. } => {
+                return Some("the team's SSH CA answered badly; try again later".into());
+            }
+            _ => {}
+        }
+    }
+    if cause.is::<crate::access::http::RedirectRefused>() {
+        return Some(REDIRECT_HINT.into());
     }
     if let Some(crate::access::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
         return Some(format!(
@@ -153,6 +173,12 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
 /// certificate not trusted), rather than hyper's "error sending request".
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
     tracing::debug!("request failed: {e:?}");
+    if e.is_timeout() && e.is_connect() {
+        return format!(
+            "no connection within {} (TCP connect and TLS handshake)",
+            crate::limits::show(crate::limits::CONNECT)
+        );
+    }
     if e.is_timeout() {
         return "timed out".into();
     }

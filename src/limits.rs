@@ -29,7 +29,8 @@ pub const LOGIN_POLLS: usize = 10;
 pub const LOGIN_WAIT: Duration = Duration::from_secs(4 * 60);
 /// `cert_sign` (section 7.4), request and answer.
 pub const CERT_SIGN: Duration = Duration::from_secs(10);
-/// The websocket upgrade: request sent, `101` and its headers received.
+/// The websocket upgrade, from the dial to the `101` and its headers (or a
+/// refusal and its body), connect and TLS included.
 pub const WS_UPGRADE: Duration = Duration::from_secs(10);
 /// Opening a carrier end to end, logins excepted: every dial, discovery and
 /// token check of section 6.2 together.
@@ -57,3 +58,42 @@ pub const SSH_FILE: usize = 64 << 10;
 pub const LOCK_FILE: usize = 16 << 10;
 /// The edge profile (`CFACCESS_EDGE`): a CA and a few names.
 pub const EDGE_PROFILE: usize = 1 << 20;
+/// The shortest gap between two polls of the login service: a service that
+/// says "not yet" at once must not make the wait a busy loop.
+pub const LOGIN_POLL_GAP: Duration = Duration::from_secs(1);
+
+/// A deadline as a user reads it: `4m`, `30s`, `1m30s`.
+pub fn show(limit: Duration) -> String {
+    let s = limit.as_secs();
+    match (s / 60, s % 60) {
+        (0, s) => format!("{s}s"),
+        (m, 0) => format!("{m}m"),
+        (m, s) => format!("{m}m{s}s"),
+    }
+}
+
+/// A size cap as a user reads it: `4 KiB`, `1 MiB`.
+pub fn show_size(cap: usize) -> String {
+    if cap >= 1 << 20 && cap.is_multiple_of(1 << 20) {
+        format!("{} MiB", cap >> 20)
+    } else if cap >= 1 << 10 && cap.is_multiple_of(1 << 10) {
+        format!("{} KiB", cap >> 10)
+    } else {
+        format!("{cap} bytes")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limits_read_as_a_user_reads_them() {
+        assert_eq!(show(LOGIN_WAIT), "4m");
+        assert_eq!(show(Duration::from_secs(90)), "1m30s");
+        assert_eq!(show(WS_UPGRADE), "10s");
+        assert_eq!(show_size(ERROR_BODY), "4 KiB");
+        assert_eq!(show_size(JWKS_BODY), "1 MiB");
+        assert_eq!(show_size(100), "100 bytes");
+    }
+}

@@ -6,8 +6,6 @@
 //! and auth domain keeps a hostile server from steering the login (and the
 //! token it yields) to an app of its choosing.
 
-use std::time::Duration;
-
 use serde::Deserialize;
 use tracing::debug;
 
@@ -20,7 +18,6 @@ use crate::platform::atomic_file;
 const METADATA_REQUEST: &str = "cf-access-metadata-request";
 const METADATA: &str = "cf-access-metadata";
 const ACCESS_SUFFIX: &str = ".cloudflareaccess.com";
-const TIMEOUT: Duration = Duration::from_secs(7);
 const MAX_AGE_S: i64 = 24 * 3600;
 const MAX_SKEW_S: i64 = 5 * 60;
 
@@ -130,7 +127,7 @@ async fn fetch_metadata(http: &reqwest::Client, url: &AppUrl) -> Result<String, 
     let response = http
         .head(url.url().clone())
         .header(METADATA_REQUEST, "true")
-        .timeout(TIMEOUT)
+        .timeout(crate::limits::DISCOVERY)
         .send()
         .await
         .map_err(|e| AppInfoError::Unreachable {

@@ -5,7 +5,10 @@
 //! name overrides of an edge profile and the TLS settings live in one place.
 //! The client never follows redirects by itself: the protocol needs to see
 //! most of them (app discovery, the token check, the org-token exchange), and
-//! the few requests that follow them do so through [`send_following`].
+//! the few requests that follow them do so through [`send_following`], which
+//! never takes a request (its token, its body) to another origin or to plain
+//! http. Every body is read through [`read_body`]: capped and under a deadline,
+//! whatever the server sends.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,6 +19,7 @@ use reqwest::header::LOCATION;
 use reqwest::{Client, Request, Response, StatusCode};
 
 use crate::access::edge_profile::EdgeProfile;
+use crate::limits;
 
 /// Sent on every request: the official release whose protocol we speak first
 /// (the real edge may look at it), then ourselves.
@@ -33,6 +37,40 @@ pub enum HttpError {
     Build(#[source] reqwest::Error),
 }
 
+/// A redirect [`send_following`] would not follow: the request it answered
+/// carries a token or a body, which must reach no other origin than the one
+/// it was meant for, and never travel in clear text.
+#[derive(Debug, thiserror::Error)]
+#[error("{from} redirected the request to {to}, another origin; it was not sent there")]
+pub struct RedirectRefused {
+    /// The origin that answered with the redirect.
+    pub from: String,
+    /// The origin of the refused `Location`.
+    pub to: String,
+}
+
+/// Why [`send_following`] gave no response.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("{}", crate::error::describe_reqwest(.0))]
+    Request(reqwest::Error),
+    #[error("{0}")]
+    Redirect(#[source] RedirectRefused),
+    #[error("refusing to send a request over plain http to {0}")]
+    Insecure(String),
+}
+
+/// Why a response body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    #[error("its answer is larger than {}", limits::show_size(*.cap))]
+    TooLarge { cap: usize },
+    #[error("its answer did not arrive within {}", limits::show(*.limit))]
+    TimedOut { limit: Duration },
+    #[error("reading its answer failed: {0}")]
+    Read(String),
+}
+
 /// Builds the client: HTTP/1.1 only (the websocket upgrade needs it, and one
 /// connection per host is all a CLI uses), no automatic redirects, the system
 /// roots plus the edge profile's CA, proxies from the environment.
@@ -42,13 +80,17 @@ pub fn client(profile: Option<&EdgeProfile>) -> Result<Client, HttpError> {
         .user_agent(USER_AGENT)
         .http1_only()
         .redirect(reqwest::redirect::Policy::none())
-        .connect_timeout(Duration::from_secs(10))
+        // reqwest's connect timeout wraps its whole connector, TLS handshake
+        // included (and a proxy's CONNECT), so a server that accepts and then
+        // says nothing during the handshake ends here too
+        .connect_timeout(limits::CONNECT)
         .tcp_nodelay(true);
     if let Some(profile) = profile {
-        let ca =
-            reqwest::Certificate::from_pem(profile.ca_cert.as_bytes()).map_err(HttpError::BadCa)?;
+        // a bundle: a profile may trust more than one local CA
+        let cas = reqwest::Certificate::from_pem_bundle(profile.ca_cert.as_bytes())
+            .map_err(HttpError::BadCa)?;
         builder = builder
-            .tls_certs_merge([ca])
+            .tls_certs_merge(cas)
             .dns_resolver(Arc::new(ProfileResolver(profile.clone())));
     }
     builder.build().map_err(HttpError::Build)
@@ -73,14 +115,22 @@ fn install_crypto_provider() {
     let _ = provider.install_default();
 }
 
-/// Sends `request`, following up to ten redirects by hand. A 303, and a 301 or
-/// 302 answering a POST, turn into a GET without a body, as browsers and Go do.
-pub async fn send_following(client: &Client, request: Request) -> reqwest::Result<Response> {
+/// Sends `request`, following up to ten redirects by hand, on the request's
+/// own origin only: a redirect to another origin (plain http included) is
+/// refused, since the request may carry a token or a body. A 303, and a 301
+/// or 302 answering a POST, turn into a GET without a body, as browsers and
+/// Go do.
+pub async fn send_following(client: &Client, request: Request) -> Result<Response, SendError> {
     let mut request = request;
     let mut hops = 0;
     loop {
+        if request.url().scheme() != "https" {
+            return Err(SendError::Insecure(
+                request.url().origin().ascii_serialization(),
+            ));
+        }
         let retry = request.try_clone();
-        let response = client.execute(request).await?;
+        let response = client.execute(request).await.map_err(SendError::Request)?;
         let status = response.status();
         let Some(mut next) = retry.filter(|_| status.is_redirection() && hops < MAX_REDIRECTS)
         else {
@@ -94,6 +144,12 @@ pub async fn send_following(client: &Client, request: Request) -> reqwest::Resul
         else {
             return Ok(response);
         };
+        if location.origin() != response.url().origin() {
+            return Err(SendError::Redirect(RedirectRefused {
+                from: response.url().origin().ascii_serialization(),
+                to: location.origin().ascii_serialization(),
+            }));
+        }
         let to_get = status == StatusCode::SEE_OTHER
             || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
                 && next.method() == reqwest::Method::POST);
@@ -107,6 +163,111 @@ pub async fn send_following(client: &Client, request: Request) -> reqwest::Resul
         request = next;
         hops += 1;
     }
+}
+
+/// Sends `request` and follows up to ten redirects anywhere, as a browser
+/// does: only for requests that carry no token, no cookie and no body of
+/// ours (access-edge's browser helper). Everything else uses
+/// [`send_following`].
+pub async fn follow_anywhere(client: &Client, request: Request) -> reqwest::Result<Response> {
+    let mut request = request;
+    for _ in 0..MAX_REDIRECTS {
+        let retry = request.try_clone();
+        let response = client.execute(request).await?;
+        let status = response.status();
+        let next = retry
+            .filter(|_| status.is_redirection())
+            .and_then(|mut next| {
+                let location = response
+                    .headers()
+                    .get(LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|loc| response.url().join(loc).ok())?;
+                if status == StatusCode::SEE_OTHER
+                    || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
+                        && next.method() == reqwest::Method::POST)
+                {
+                    *next.method_mut() = reqwest::Method::GET;
+                    *next.body_mut() = None;
+                    next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
+                    next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
+                }
+                *next.url_mut() = location;
+                Some(next)
+            });
+        match next {
+            Some(next) => request = next,
+            None => return Ok(response),
+        }
+    }
+    client.execute(request).await
+}
+
+/// Reads `response`'s body chunk by chunk, never holding more than `cap`
+/// bytes, and gives up when it has not all arrived within `limit`. Over the
+/// cap is an error: a body that large is not the answer expected.
+pub async fn read_body(
+    response: Response,
+    cap: usize,
+    limit: Duration,
+) -> Result<Vec<u8>, BodyError> {
+    match read_capped(response, cap, limit).await? {
+        (body, false) => Ok(body),
+        (_, true) => Err(BodyError::TooLarge { cap }),
+    }
+}
+
+/// An error answer's text, for a message: at most [`limits::ERROR_BODY`]
+/// bytes are read (the rest is left unread) and only its first line that is
+/// not markup is kept. A body that stalls or fails yields what arrived.
+pub async fn error_text(response: Response, limit: Duration) -> String {
+    let body = match read_capped(response, limits::ERROR_BODY, limit).await {
+        Ok((body, _)) => body,
+        Err(_) => Vec::new(),
+    };
+    first_line(&String::from_utf8_lossy(&body))
+}
+
+/// The body up to `cap` bytes, and whether there was more.
+async fn read_capped(
+    mut response: Response,
+    cap: usize,
+    limit: Duration,
+) -> Result<(Vec<u8>, bool), BodyError> {
+    if response.content_length().is_some_and(|n| n > cap as u64) {
+        return Ok((Vec::new(), true));
+    }
+    let read = async {
+        let mut body = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| BodyError::Read(crate::error::describe_reqwest(&e)))?
+        {
+            let room = cap - body.len();
+            if chunk.len() > room {
+                body.extend_from_slice(&chunk[..room]);
+                return Ok((body, true));
+            }
+            body.extend_from_slice(&chunk);
+        }
+        Ok((body, false))
+    };
+    tokio::time::timeout(limit, read)
+        .await
+        .map_err(|_| BodyError::TimedOut { limit })?
+}
+
+/// The first line of an error body, short enough for an error message.
+pub fn first_line(body: &str) -> String {
+    body.lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty() && !l.starts_with('<'))
+        .unwrap_or_default()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(200)
+        .collect()
 }
 
 /// Sends the names of an edge profile to its addresses; every other name goes
@@ -125,5 +286,18 @@ impl Resolve for ProfileResolver {
             let addrs: Addrs = Box::new(addrs.into_iter());
             Ok(addrs)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_bodies_shrink_to_one_line() {
+        assert_eq!(first_line("\n  origin refused\nmore"), "origin refused");
+        assert_eq!(first_line("<html>\n<body>\nx"), "x");
+        assert_eq!(first_line(""), "");
+        assert_eq!(first_line("a\u{1b}[2Jb"), "a[2Jb");
     }
 }

@@ -8,6 +8,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use tokio::time::Instant;
+
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use crypto_box::aead::Aead;
@@ -15,14 +17,12 @@ use crypto_box::{PublicKey, SalsaBox, SecretKey};
 use serde::Deserialize;
 
 use crate::access::host::AppUrl;
-use crate::access::http;
+use crate::access::http::{self, BodyError, RedirectRefused, SendError};
+use crate::limits;
 
 /// The login service, and its FedRAMP twin.
 pub const LOGIN_SERVICE: &str = "https://login.cloudflareaccess.org/";
 pub const LOGIN_SERVICE_FEDRAMP: &str = "https://login.fed.cloudflareaccess.org/";
-
-const POLL_TIMEOUT: Duration = Duration::from_secs(60);
-const POLL_ATTEMPTS: usize = 10;
 
 /// Why the login did not yield tokens.
 #[derive(Debug, thiserror::Error)]
@@ -31,10 +31,27 @@ pub enum LoginError {
     Service { status: u16, body: String },
     #[error("cannot reach the login service: {0}")]
     Unreachable(String),
-    #[error("the login was not completed: the login service had nothing after {0} attempts")]
-    NotCompleted(usize),
+    /// The whole wait ran out: as the user sees it.
+    #[error("nobody approved the login at {url} within {}", limits::show(*.limit))]
+    NotApproved { url: String, limit: Duration },
+    /// Every poll said "not yet" before the wait ran out (a service that
+    /// does not hold its polls, or a login refused on its page).
+    #[error(
+        "the login at {url} was not completed: the login service had nothing after {polls} polls ({})",
+        limits::show(*.waited)
+    )]
+    NotCompleted {
+        url: String,
+        polls: usize,
+        waited: Duration,
+    },
     #[error("the login service's answer cannot be opened: {0}")]
     BadAnswer(String),
+    #[error("the login service: {0}")]
+    Body(#[source] BodyError),
+    /// The poll's URL names this login's key: it goes nowhere else.
+    #[error("{0}")]
+    Redirected(#[source] RedirectRefused),
 }
 
 /// What the login service delivers.
@@ -80,52 +97,97 @@ impl LoginRequest {
     }
 
     /// Long-polls the login service until the sealed tokens arrive, and opens
-    /// them. `on_wait` runs each time the service says "not yet".
+    /// them: [`limits::LOGIN_POLLS`] polls of [`limits::LOGIN_POLL`] at most,
+    /// the whole wait bounded by [`limits::LOGIN_WAIT`]. `on_wait` runs each
+    /// time the service says "not yet".
     pub async fn wait(
         &self,
         client: &reqwest::Client,
         service: &str,
         mut on_wait: impl FnMut(),
     ) -> Result<Tokens, LoginError> {
+        let began = Instant::now();
+        let deadline = began + limits::LOGIN_WAIT;
+        let not_approved = || LoginError::NotApproved {
+            url: self.url.clone(),
+            limit: limits::LOGIN_WAIT,
+        };
+        for _ in 0..limits::LOGIN_POLLS {
+            let started = Instant::now();
+            if started >= deadline {
+                break;
+            }
+            let poll = limits::LOGIN_POLL.min(deadline - started);
+            match tokio::time::timeout(poll, self.poll(client, service, poll)).await {
+                Ok(Ok(Some(tokens))) => return Ok(tokens),
+                Ok(Ok(None)) => on_wait(),
+                Ok(Err(e)) => return Err(e),
+                // the service holds a poll for less than LOGIN_POLL: past it,
+                // only the end of the whole wait is ours to give up at
+                Err(_) if Instant::now() >= deadline => break,
+                Err(_) => {
+                    return Err(LoginError::Unreachable(format!(
+                        "it did not answer a poll within {}",
+                        limits::show(poll)
+                    )));
+                }
+            }
+            // a service that says "not yet" at once must not make this spin
+            tokio::time::sleep_until((started + limits::LOGIN_POLL_GAP).min(deadline)).await;
+        }
+        if Instant::now() >= deadline {
+            return Err(not_approved());
+        }
+        Err(LoginError::NotCompleted {
+            url: self.url.clone(),
+            polls: limits::LOGIN_POLLS,
+            waited: began.elapsed(),
+        })
+    }
+
+    /// One poll: the tokens, or `None` for "not yet".
+    async fn poll(
+        &self,
+        client: &reqwest::Client,
+        service: &str,
+        limit: Duration,
+    ) -> Result<Option<Tokens>, LoginError> {
         // The key goes into the path raw: `=` is fine there, and the service
         // looks it up byte for byte.
         let transfer = format!("{service}transfer/{}", self.public_b64);
-        for _ in 0..POLL_ATTEMPTS {
-            let request = client
-                .get(&transfer)
-                .timeout(POLL_TIMEOUT)
-                .build()
-                .map_err(|e| LoginError::Unreachable(e.to_string()))?;
-            let response = http::send_following(client, request)
-                .await
-                .map_err(|e| LoginError::Unreachable(crate::error::describe_reqwest(&e)))?;
-            let status = response.status();
-            let sender = response
-                .headers()
-                .get("service-public-key")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let body = response
-                .bytes()
-                .await
-                .map_err(|e| LoginError::Unreachable(crate::error::describe_reqwest(&e)))?;
-            if status.is_server_error() {
-                return Err(LoginError::Service {
-                    status: status.as_u16(),
-                    body: String::from_utf8_lossy(&body)
-                        .trim()
-                        .chars()
-                        .take(200)
-                        .collect(),
-                });
-            }
-            if status != reqwest::StatusCode::OK || body.is_empty() {
-                on_wait();
-                continue;
-            }
-            return self.open(&body, sender.as_deref().unwrap_or_default());
+        // no timeout of its own: the caller's bounds this poll, body included
+        let request = client
+            .get(&transfer)
+            .build()
+            .map_err(|e| LoginError::Unreachable(e.to_string()))?;
+        let response = match http::send_following(client, request).await {
+            Ok(response) => response,
+            Err(SendError::Redirect(refused)) => return Err(LoginError::Redirected(refused)),
+            Err(e) => return Err(LoginError::Unreachable(e.to_string())),
+        };
+        let status = response.status();
+        if status.is_server_error() {
+            return Err(LoginError::Service {
+                status: status.as_u16(),
+                body: http::error_text(response, limit).await,
+            });
         }
-        Err(LoginError::NotCompleted(POLL_ATTEMPTS))
+        let sender = response
+            .headers()
+            .get("service-public-key")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        if status != reqwest::StatusCode::OK {
+            return Ok(None);
+        }
+        let body = http::read_body(response, limits::TRANSFER_BODY, limit)
+            .await
+            .map_err(LoginError::Body)?;
+        if body.is_empty() {
+            return Ok(None);
+        }
+        self.open(&body, sender.as_deref().unwrap_or_default())
+            .map(Some)
     }
 
     /// Opens `base64(nonce || box)` sealed by `sender` (base64url) to our key.
@@ -260,6 +322,18 @@ mod tests {
         );
         let host_only = login_url(&app, "A", "k", Redirect::HostOnly, false);
         assert!(host_only.contains("redirect_url=https%3A%2F%2Fh.example%3A8443%3Faud%3DA"));
+    }
+
+    #[test]
+    fn a_wait_that_runs_out_says_so_as_the_user_sees_it() {
+        let e = LoginError::NotApproved {
+            url: "https://h/cdn-cgi/access/cli?x".into(),
+            limit: limits::LOGIN_WAIT,
+        };
+        assert_eq!(
+            e.to_string(),
+            "nobody approved the login at https://h/cdn-cgi/access/cli?x within 4m"
+        );
     }
 
     #[test]

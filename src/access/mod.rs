@@ -82,6 +82,9 @@ pub struct Access {
     store: TokenStore,
     options: LoginOptions,
     one_login: tokio::sync::Mutex<()>,
+    /// The URLs (by key stem) discovered afresh in this process: the app
+    /// info for those is as new as it gets.
+    discovered: std::sync::Mutex<Vec<String>>,
 }
 
 impl Access {
@@ -92,6 +95,7 @@ impl Access {
             store: TokenStore::new(dir),
             options,
             one_login: tokio::sync::Mutex::new(()),
+            discovered: std::sync::Mutex::new(Vec::new()),
         }
     }
 
@@ -109,9 +113,74 @@ impl Access {
     }
 
     /// Finds and checks the application behind `url` (section 2), and
-    /// remembers it for [`Access::known_app_info`].
+    /// remembers it for [`Access::known_app_info`]. When the app now answers
+    /// with another aud than the one kept (it was re-created), the old aud's
+    /// token is deleted: nothing may vouch for it any more.
     pub async fn app_info(&self, url: &AppUrl) -> Result<AppInfo, AccessError> {
-        Ok(app_info::discover(self.http()?, self.store.dir(), url, true).await?)
+        let kept = self.known_app_info(url);
+        let app = app_info::discover(self.http()?, self.store.dir(), url, true).await?;
+        if let Ok(mut discovered) = self.discovered.lock() {
+            discovered.push(url.key_stem());
+        }
+        if let Some(old) = kept.filter(|old| old.aud != app.aud) {
+            tracing::info!(
+                host = %url.authority(),
+                "the application answers with a new aud; forgetting the old one's token"
+            );
+            self.forget_app_token(&old)?;
+        }
+        Ok(app)
+    }
+
+    /// Whether the app info of `url` was discovered afresh in this process.
+    fn discovered(&self, url: &AppUrl) -> bool {
+        let stem = url.key_stem();
+        self.discovered.lock().is_ok_and(|d| d.contains(&stem))
+    }
+
+    /// The app info and an app token for `url`: the kept app info when its
+    /// token is cached too; otherwise a fresh discovery first, since a login
+    /// follows and a login for a stale aud (an app re-created since) is
+    /// rejected by the login page, which the client never gets to see.
+    pub async fn app_and_token(
+        &self,
+        url: &AppUrl,
+        redirect: Redirect,
+    ) -> Result<(AppInfo, String), AccessError> {
+        if let Some(app) = self.known_app_info(url)
+            && let Some(token) = self.store.app_token(&app)
+        {
+            return Ok((app, token));
+        }
+        let app = self.app_info(url).await?;
+        let token = self.app_token(url, &app, redirect).await?;
+        Ok((app, token))
+    }
+
+    /// After the edge refused `app`'s token: deletes it and, unless this
+    /// process has just discovered it, drops the kept app info and discovers
+    /// once more (the app may have been re-created with a new aud), then
+    /// gets a new token for the app as it is now.
+    pub async fn after_refusal(
+        &self,
+        url: &AppUrl,
+        app: &AppInfo,
+        redirect: Redirect,
+    ) -> Result<(AppInfo, String), AccessError> {
+        self.forget_app_token(app)?;
+        let app = if self.discovered(url) {
+            app.clone()
+        } else {
+            let kept = self.store.dir().app_metadata(&url.key_stem());
+            if let Err(e) = std::fs::remove_file(&kept)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                debug!(path = %kept.display(), error = %e, "cannot drop the kept app info");
+            }
+            self.app_info(url).await?
+        };
+        let token = self.app_token(url, &app, redirect).await?;
+        Ok((app, token))
     }
 
     /// The same, for a one-off URL: nothing is remembered.
@@ -183,7 +252,7 @@ impl Access {
             },
         };
         if let Some(org_token) = org_token {
-            match org_exchange::exchange(self.http()?, url, &org_token).await {
+            match org_exchange::exchange(self.http()?, url, &app.auth_domain, &org_token).await {
                 Ok(token) => {
                     self.store.store_app_token(app, &token)?;
                     return Ok(token);
@@ -254,15 +323,18 @@ impl Access {
     /// told not to, opens it in the browser.
     fn announce(&self, url: &str) {
         let opened = !self.options.no_browser && browser::open(url);
+        let limit = crate::limits::show(crate::limits::LOGIN_WAIT);
         let text = if opened {
             format!(
                 "A browser window should have opened at the following URL:\n\n{url}\n\n\
-                 If the browser failed to open, please visit the URL above directly in your browser.\n"
+                 If the browser failed to open, please visit the URL above directly in your browser.\n\
+                 Waiting up to {limit} for the login to be approved.\n"
             )
         } else {
             format!(
                 "Please open the following URL and log in with your Cloudflare account:\n\n{url}\n\n\
-                 Leave cfaccess running to download the token automatically.\n"
+                 Leave cfaccess running to download the token automatically.\n\
+                 Waiting up to {limit} for the login to be approved.\n"
             )
         };
         let _ = std::io::stderr().write_all(text.as_bytes());

@@ -1,19 +1,23 @@
 //! Single sign-on without a browser (PROTOCOL.md section 4.3): trading the
 //! team's org token for an app token by walking the edge's login redirects
 //! by hand, as a browser with the org session cookie would.
+//!
+//! The walk stays between the app's origin and the team's auth domain, over
+//! https: the org token goes only to the auth domain's login path, the app
+//! session only to the app, and a hop anywhere else ends the exchange.
 
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 use reqwest::{Method, Url};
 
 use crate::access::host::AppUrl;
+use crate::limits;
 
 const LOGIN_PATH: &str = "/cdn-cgi/access/login";
 const AUTHORIZED_PATH: &str = "/cdn-cgi/access/authorized";
 const TOKEN_COOKIE: &str = "CF_Authorization";
 const SESSION_COOKIE: &str = "CF_AppSession";
-const TIMEOUT: Duration = Duration::from_secs(7);
 const MAX_HOPS: usize = 10;
 
 /// Why the exchange gave no app token; the caller falls back to the browser.
@@ -21,19 +25,24 @@ const MAX_HOPS: usize = 10;
 pub enum ExchangeError {
     #[error("request to {url} failed: {reason}")]
     Request { url: String, reason: String },
-    #[error("the exchange took longer than {TIMEOUT:?}")]
+    #[error("the exchange took longer than {}", limits::show(limits::ORG_EXCHANGE))]
     Timeout,
+    #[error("{from} redirected the exchange to {to}, which is neither the app nor its team")]
+    Foreign { from: String, to: String },
     #[error("the edge's answer from {url} carried no unexpired app token")]
     NoToken { url: String },
 }
 
-/// Trades `org_token` for an app token for `app_url`.
+/// Trades `org_token` (of the team at `auth_domain`) for an app token for
+/// `app_url`.
 pub async fn exchange(
     http: &reqwest::Client,
     app_url: &AppUrl,
+    auth_domain: &str,
     org_token: &str,
 ) -> Result<String, ExchangeError> {
-    tokio::time::timeout(TIMEOUT, walk(http, app_url.url().clone(), org_token))
+    let walk = walk(http, app_url.url().clone(), auth_domain, org_token);
+    tokio::time::timeout(limits::ORG_EXCHANGE, walk)
         .await
         .map_err(|_| ExchangeError::Timeout)?
 }
@@ -41,17 +50,22 @@ pub async fn exchange(
 async fn walk(
     http: &reqwest::Client,
     start: Url,
+    auth_domain: &str,
     org_token: &str,
 ) -> Result<String, ExchangeError> {
+    let app_origin = start.origin();
     let mut url = start;
     let mut app_session: Option<String> = None;
     for hop in 0..=MAX_HOPS {
+        let at_app = url.origin() == app_origin;
+        let at_team =
+            url.scheme() == "https" && url.host_str() == Some(auth_domain) && url.port().is_none();
         let mut request = http.request(Method::HEAD, url.clone());
         // Cookies go only on redirected hops, as Go's CheckRedirect adds them.
-        if hop > 0 && url.path().contains(LOGIN_PATH) {
+        if hop > 0 && at_team && url.path().contains(LOGIN_PATH) {
             request = request.header(COOKIE, format!("{TOKEN_COOKIE}={org_token}"));
         }
-        let at_authorized = url.path().contains(AUTHORIZED_PATH);
+        let at_authorized = at_app && url.path().contains(AUTHORIZED_PATH);
         if let Some(session) = app_session.as_ref().filter(|_| hop > 0 && at_authorized) {
             request = request.header(COOKIE, format!("{SESSION_COOKIE}={session}"));
         }
@@ -77,7 +91,24 @@ async fn walk(
             .and_then(|v| v.to_str().ok())
             .and_then(|loc| url.join(loc).ok());
         match next {
-            Some(next) if !at_authorized => url = next,
+            Some(next) if !at_authorized => {
+                let team = next.scheme() == "https"
+                    && next.host_str() == Some(auth_domain)
+                    && next.port().is_none();
+                if next.origin() != app_origin && !team {
+                    return Err(ExchangeError::Foreign {
+                        from: url.origin().ascii_serialization(),
+                        to: next.origin().ascii_serialization(),
+                    });
+                }
+                url = next;
+            }
+            // the app token counts only from the app itself
+            _ if !at_app => {
+                return Err(ExchangeError::NoToken {
+                    url: url.to_string(),
+                });
+            }
             _ => {
                 let now = SystemTime::now();
                 return cookies

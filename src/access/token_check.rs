@@ -3,14 +3,11 @@
 //! A token can be unexpired and still refused: revoked, or issued before the
 //! team rotated its keys. `login` and `curl` check it before trusting it.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 
 use crate::access::host::AppUrl;
 
-const TIMEOUT: Duration = Duration::from_secs(5);
 const LOGIN_PATH: &str = "/cdn-cgi/access/login";
 
 /// Why the check could not be made.
@@ -55,7 +52,7 @@ pub async fn accepted(
     let response = http
         .get(url.clone())
         .header("cf-access-token", token)
-        .timeout(TIMEOUT)
+        .timeout(crate::limits::TOKEN_CHECK)
         .send()
         .await
         .map_err(|e| CheckError {

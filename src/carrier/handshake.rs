@@ -9,7 +9,9 @@ use reqwest::header::{CONNECTION, HeaderMap, HeaderValue, LOCATION, UPGRADE};
 use sha1::{Digest, Sha1};
 
 use crate::access::host::AppUrl;
+use crate::access::http;
 use crate::access::token_check::is_login_redirect;
+use crate::limits;
 
 /// RFC 6455's magic value for `Sec-WebSocket-Accept`.
 const ACCEPT_GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
@@ -27,6 +29,13 @@ pub enum DialError {
     Refused { status: StatusCode, body: String },
     #[error("the websocket handshake failed: {0}")]
     Handshake(String),
+    /// The upgrade was sent and not answered (or its refusal not finished)
+    /// within [`limits::WS_UPGRADE`].
+    #[error(
+        "the websocket upgrade was not answered within {}",
+        limits::show(limits::WS_UPGRADE)
+    )]
+    Stalled,
 }
 
 fn body_suffix(body: &str) -> String {
@@ -38,8 +47,21 @@ fn body_suffix(body: &str) -> String {
 }
 
 /// Opens a websocket to `url` with `headers` (and `token`, unless the
-/// headers already carry one), returning the upgraded byte stream.
+/// headers already carry one), returning the upgraded byte stream. The
+/// whole upgrade, connect, TLS and a refusal's body included, is bounded by
+/// [`limits::WS_UPGRADE`].
 pub async fn dial(
+    http: &reqwest::Client,
+    url: &AppUrl,
+    headers: &HeaderMap,
+    token: Option<&str>,
+) -> Result<reqwest::Upgraded, DialError> {
+    tokio::time::timeout(limits::WS_UPGRADE, upgrade(http, url, headers, token))
+        .await
+        .map_err(|_| DialError::Stalled)?
+}
+
+async fn upgrade(
     http: &reqwest::Client,
     url: &AppUrl,
     headers: &HeaderMap,
@@ -72,11 +94,9 @@ pub async fn dial(
         if is_login_redirect(status, location.as_deref(), url.url()) {
             return Err(DialError::LoginRedirect);
         }
-        let body = response.text().await.unwrap_or_default();
-        return Err(DialError::Refused {
-            status,
-            body: first_line(&body),
-        });
+        // the caller's deadline bounds this read too
+        let body = http::error_text(response, limits::WS_UPGRADE).await;
+        return Err(DialError::Refused { status, body });
     }
     let accept = response
         .headers()
@@ -101,17 +121,6 @@ pub fn accept_key(key: &str) -> String {
     STANDARD.encode(sha.finalize())
 }
 
-/// The first line of an error body, short enough for an error message.
-fn first_line(body: &str) -> String {
-    body.lines()
-        .map(str::trim)
-        .find(|l| !l.is_empty() && !l.starts_with('<'))
-        .unwrap_or_default()
-        .chars()
-        .take(200)
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -123,12 +132,5 @@ mod tests {
             accept_key("dGhlIHNhbXBsZSBub25jZQ=="),
             "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
         );
-    }
-
-    #[test]
-    fn error_bodies_shrink_to_one_line() {
-        assert_eq!(first_line("\n  origin refused\nmore"), "origin refused");
-        assert_eq!(first_line("<html>\n<body>\nx"), "x");
-        assert_eq!(first_line(""), "");
     }
 }

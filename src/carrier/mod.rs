@@ -8,17 +8,26 @@
 //! does), and on Access's login redirect: discovery, a token (cached, org
 //! token, or browser login), a second dial, and once more with a fresh token
 //! if that one is refused too. [`pump`] then carries the bytes.
+//!
+//! The whole open is bounded by [`limits::CARRIER_OPEN`], not counting the
+//! time spent getting a token (a browser login has its own, longer limit),
+//! so a listener never keeps a connection whose open went nowhere.
 
 pub mod handshake;
 pub mod listener;
 pub mod pump;
 
+use std::future::Future;
+use std::time::Duration;
+
 use reqwest::StatusCode;
 use reqwest::header::HeaderMap;
+use tokio::time::Instant;
 
 use crate::access::host::AppUrl;
 use crate::access::login_service::Redirect;
 use crate::access::{Access, AccessError};
+use crate::limits;
 use handshake::DialError;
 
 /// Where to connect and what to send besides a token.
@@ -62,6 +71,12 @@ pub enum CarrierError {
     RefusedAgain { host: String },
     #[error("the websocket handshake with {host} failed: {reason}")]
     Handshake { host: String, reason: String },
+    #[error("{host} did not answer {step} within {}", limits::show(*.limit))]
+    Stalled {
+        host: String,
+        step: &'static str,
+        limit: Duration,
+    },
     #[error(transparent)]
     Access(#[from] AccessError),
 }
@@ -95,6 +110,9 @@ impl CarrierError {
             CarrierError::RefusedAgain { .. } => {
                 "your identity may not be allowed to use this application".into()
             }
+            CarrierError::Stalled { .. } => {
+                "the edge or a proxy on the way is not answering; check your network and any HTTPS_PROXY setting, then try again".into()
+            }
             CarrierError::Handshake { .. } | CarrierError::Access(_) => return None,
         })
     }
@@ -104,6 +122,11 @@ impl CarrierError {
         match e {
             DialError::Unreachable(reason) => CarrierError::Unreachable { host, reason },
             DialError::Handshake(reason) => CarrierError::Handshake { host, reason },
+            DialError::Stalled => CarrierError::Stalled {
+                host,
+                step: "the websocket upgrade (TCP connect, TLS handshake, 101)",
+                limit: limits::WS_UPGRADE,
+            },
             DialError::Refused { status, .. } => {
                 let detail = e.to_string();
                 match status {
@@ -124,8 +147,47 @@ impl CarrierError {
     }
 }
 
-/// Opens an authenticated websocket to `target`.
+/// What is left of [`limits::CARRIER_OPEN`] for one open.
+struct Budget {
+    deadline: Instant,
+}
+
+impl Budget {
+    fn new() -> Self {
+        Budget {
+            deadline: Instant::now() + limits::CARRIER_OPEN,
+        }
+    }
+
+    /// Runs a network step of the open within what is left.
+    async fn step<T>(
+        &self,
+        target: &Target,
+        f: impl Future<Output = Result<T, CarrierError>>,
+    ) -> Result<T, CarrierError> {
+        tokio::time::timeout_at(self.deadline, f)
+            .await
+            .map_err(|_| CarrierError::Stalled {
+                host: target.host(),
+                step: "the opening of the connection",
+                limit: limits::CARRIER_OPEN,
+            })?
+    }
+
+    /// Runs the getting of a token, whose time is not charged: it may wait
+    /// for the user's browser login, which has its own limit.
+    async fn uncharged<T>(&mut self, f: impl Future<Output = T>) -> T {
+        let started = Instant::now();
+        let out = f.await;
+        self.deadline += started.elapsed();
+        out
+    }
+}
+
+/// Opens an authenticated websocket to `target`, within
+/// [`limits::CARRIER_OPEN`] (logins excepted).
 pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded, CarrierError> {
+    let mut budget = Budget::new();
     let http = access.http().map_err(AccessError::from)?;
     let dial = |token: Option<String>| async move {
         handshake::dial(http, &target.url, &target.headers, token.as_deref()).await
@@ -135,20 +197,30 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
         .then(|| access.known_app_info(&target.url))
         .flatten();
     let cached_token = known.as_ref().and_then(|app| access.store().app_token(app));
-    match dial(cached_token.clone()).await {
+    match budget
+        .step(target, async { Ok(dial(cached_token.clone()).await) })
+        .await?
+    {
         Ok(ws) => return Ok(ws),
         Err(DialError::LoginRedirect) if target.may_log_in() => {}
         Err(e) => return Err(CarrierError::from_dial(e, target)),
     }
 
     tracing::debug!(host = %target.host(), "Access asked for a login; finding the app");
-    let app = access.app_info(&target.url).await?;
-    let token = access
-        .app_token(&target.url, &app, Redirect::FullUrl)
+    // always a fresh discovery here: the app may have been re-created with
+    // another aud since its info was kept, and a login for the old one fails
+    let app = budget
+        .step(target, async { Ok(access.app_info(&target.url).await?) })
+        .await?;
+    let token = budget
+        .uncharged(access.app_token(&target.url, &app, Redirect::FullUrl))
         .await?;
     // the cached token we just sent was refused: go straight to a fresh one
     if cached_token.as_deref() != Some(token.as_str()) {
-        match dial(Some(token)).await {
+        match budget
+            .step(target, async { Ok(dial(Some(token)).await) })
+            .await?
+        {
             Ok(ws) => return Ok(ws),
             Err(DialError::LoginRedirect) => {}
             Err(e) => return Err(CarrierError::from_dial(e, target)),
@@ -157,10 +229,13 @@ pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded,
 
     tracing::debug!("the edge refused the token; fetching a new one");
     access.forget_app_token(&app)?;
-    let token = access
-        .app_token(&target.url, &app, Redirect::FullUrl)
+    let token = budget
+        .uncharged(access.app_token(&target.url, &app, Redirect::FullUrl))
         .await?;
-    match dial(Some(token)).await {
+    match budget
+        .step(target, async { Ok(dial(Some(token)).await) })
+        .await?
+    {
         Ok(ws) => Ok(ws),
         Err(DialError::LoginRedirect) => Err(CarrierError::RefusedAgain {
             host: target.host(),

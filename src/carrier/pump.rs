@@ -8,10 +8,12 @@
 //! close at once (the real one may), which ends the session just the same.
 
 use std::io::ErrorKind;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
 use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
 use tokio::sync::Mutex;
 
 /// Bytes read from the local side per frame: big enough to amortise the
@@ -21,6 +23,9 @@ const CHUNK: usize = 1024 * 1024;
 const MAX_FRAME: usize = 16 * 1024 * 1024;
 
 type Writer<S> = Arc<Mutex<WebSocketWrite<WriteHalf<S>>>>;
+
+/// What a server's masked frame fails the connection with.
+const MASKED: &str = "the server sent a masked frame, which RFC 6455 forbids a server to do";
 
 /// How a session ended, when it did not end well.
 #[derive(Debug, thiserror::Error)]
@@ -42,6 +47,7 @@ where
     W: AsyncWrite + Unpin,
 {
     let (read, write) = tokio::io::split(ws);
+    let read = Unmasked::new(read);
     let (mut ws_in, ws_out) = fastwebsockets::after_handshake_split(read, write, Role::Client);
     ws_in.set_auto_close(true);
     ws_in.set_auto_pong(true);
@@ -114,7 +120,7 @@ where
 
 /// Data frames → local output, until the edge closes.
 async fn downstream<S, W>(
-    ws_in: &mut WebSocketRead<ReadHalf<S>>,
+    ws_in: &mut WebSocketRead<Unmasked<ReadHalf<S>>>,
     local_out: &mut W,
     writer: Writer<S>,
 ) -> Result<(), PumpError>
@@ -140,7 +146,6 @@ where
             Err(WebSocketError::UnexpectedEOF) => {
                 return Err(PumpError::Cut("the server closed the connection".into()));
             }
-            Err(WebSocketError::IoError(e)) => return Err(PumpError::Cut(e.to_string())),
             Err(e) => return Err(protocol(e)),
         };
         match frame.opcode {
@@ -172,9 +177,117 @@ fn local_failure(e: std::io::Error) -> Result<(), PumpError> {
 
 fn protocol(e: WebSocketError) -> PumpError {
     match e {
+        WebSocketError::IoError(e) if e.kind() == ErrorKind::InvalidData => {
+            PumpError::Protocol(e.to_string())
+        }
         WebSocketError::IoError(e) => PumpError::Cut(e.to_string()),
         WebSocketError::UnexpectedEOF => PumpError::Cut("the server closed the connection".into()),
         other => PumpError::Protocol(other.to_string()),
+    }
+}
+
+/// The server's byte stream, checked frame by frame for the mask bit as it
+/// passes: fastwebsockets unmasks only as a server and hides a frame's mask,
+/// so a masked frame would reach the local side still masked. RFC 6455 5.1:
+/// a client must fail the connection on one.
+struct Unmasked<R> {
+    inner: R,
+    /// The frame header read so far (2 to 10 bytes: servers send no mask key).
+    head: [u8; 10],
+    have: usize,
+    /// Payload bytes of the current frame still to pass.
+    payload_left: u64,
+    /// A masked frame was seen: every read from now on fails.
+    failed: bool,
+}
+
+impl<R> Unmasked<R> {
+    fn new(inner: R) -> Self {
+        Unmasked {
+            inner,
+            head: [0; 10],
+            have: 0,
+            payload_left: 0,
+            failed: false,
+        }
+    }
+
+    /// Follows the frames through `bytes`; on a masked frame, the offset in
+    /// `bytes` where its header starts (0 when it started in an earlier read).
+    fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
+        let all = bytes.len();
+        let mut bytes = bytes;
+        let mut header_at = 0;
+        while !bytes.is_empty() {
+            if self.payload_left > 0 {
+                let take = self.payload_left.min(bytes.len() as u64);
+                self.payload_left -= take;
+                bytes = &bytes[take as usize..];
+                continue;
+            }
+            if self.have == 0 {
+                header_at = all - bytes.len();
+            }
+            self.head[self.have] = bytes[0];
+            self.have += 1;
+            bytes = &bytes[1..];
+            if self.have < 2 {
+                continue;
+            }
+            if self.head[1] & 0x80 != 0 {
+                self.failed = true;
+                return Some(header_at);
+            }
+            let extra = match self.head[1] & 0x7f {
+                126 => 2,
+                127 => 8,
+                _ => 0,
+            };
+            if self.have < 2 + extra {
+                continue;
+            }
+            self.payload_left = match extra {
+                0 => u64::from(self.head[1] & 0x7f),
+                2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
+                _ => {
+                    let mut len = [0u8; 8];
+                    len.copy_from_slice(&self.head[2..10]);
+                    u64::from_be_bytes(len)
+                }
+            };
+            self.have = 0;
+        }
+        None
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Unmasked<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let failed = || Poll::Ready(Err(std::io::Error::new(ErrorKind::InvalidData, MASKED)));
+        if self.failed {
+            return failed();
+        }
+        let before = buf.filled().len();
+        let this = &mut *self;
+        match Pin::new(&mut this.inner).poll_read(cx, buf) {
+            Poll::Ready(Ok(())) => match this.scan(&buf.filled()[before..]) {
+                None => Poll::Ready(Ok(())),
+                // the frames before it still go through; the next read fails
+                Some(cut) if cut > 0 => {
+                    buf.set_filled(before + cut);
+                    Poll::Ready(Ok(()))
+                }
+                Some(_) => {
+                    buf.set_filled(before);
+                    failed()
+                }
+            },
+            other => other,
+        }
     }
 }
 
@@ -315,5 +428,41 @@ mod tests {
             tokio::time::timeout(Duration::from_secs(5), run(client, local_in, local_out)).await;
         let outcome = outcome.expect("no hang");
         assert!(outcome.is_ok(), "{outcome:?}");
+    }
+
+    #[tokio::test]
+    async fn a_masked_frame_from_the_server_fails_the_connection() {
+        let (client, server) = duplex(1 << 16);
+        tokio::spawn(async move {
+            let mut ws = WebSocket::after_handshake(server, Role::Server);
+            ws.write_frame(Frame::binary(Payload::Borrowed(b"plain")))
+                .await
+                .unwrap();
+            // a server end told to mask, as a client would
+            ws.set_auto_apply_mask(true);
+            let mut masked = Frame::binary(Payload::Owned(b"masked".to_vec()));
+            masked.mask();
+            ws.write_frame(masked).await.unwrap();
+            let _ = ws.read_frame().await;
+        });
+        let (_keep_open, local_in) = duplex(64);
+        let mut out = Vec::new();
+        let err = within(run(client, local_in, &mut out)).await.unwrap_err();
+        assert!(matches!(err, PumpError::Protocol(_)), "{err}");
+        assert!(err.to_string().contains("masked"), "{err}");
+        assert_eq!(out, b"plain");
+    }
+
+    #[test]
+    fn frame_lengths_of_every_size_are_followed() {
+        let mut u = Unmasked::new(());
+        let mut stream = vec![0x82, 3, b'a', b'b', b'c', 0x82, 126, 0x01, 0x00];
+        stream.extend(std::iter::repeat_n(0u8, 256));
+        stream.extend([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 1, b'x', 0x88, 0]);
+        // byte by byte, as a slow server would deliver it
+        for b in &stream {
+            assert_eq!(u.scan(std::slice::from_ref(b)), None);
+        }
+        assert_eq!(u.scan(&[0x82, 0, 0x82, 0x80 | 1]), Some(2));
     }
 }

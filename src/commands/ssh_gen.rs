@@ -65,15 +65,13 @@ async fn fetch(
         return Ok(ExitCode::SUCCESS);
     }
 
-    let app = access.app_info_cached(&url).await?;
-    let token = access.app_token(&url, &app, Redirect::FullUrl).await?;
+    let (app, token) = access.app_and_token(&url, Redirect::FullUrl).await?;
     let (public_line, key) = files.ensure_pair(args.key_type)?;
     let http = access.http()?;
     let signed = match cert_sign::sign(http, &token, &public_line).await {
         Err(CertSignError::TokenRefused { .. }) => {
-            tracing::info!("cert_sign refused the cached token; logging in again");
-            access.forget_app_token(&app)?;
-            let token = access.app_token(&url, &app, Redirect::FullUrl).await?;
+            tracing::info!("cert_sign refused the token; finding the app again and logging in");
+            let (_, token) = access.after_refusal(&url, &app, Redirect::FullUrl).await?;
             cert_sign::sign(http, &token, &public_line).await
         }
         other => other,

@@ -2,15 +2,14 @@
 //! and 7.5): `POST <iss>/cdn-cgi/access/cert_sign` with our public key and
 //! the app token whose `iss` names the team.
 
-use std::time::Duration;
-
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::access::{http, jwt};
+use crate::access::http::{self, BodyError, RedirectRefused, SendError};
+use crate::access::jwt;
+use crate::limits;
 
 const PATH: &str = "/cdn-cgi/access/cert_sign";
-const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Why no certificate came back.
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +21,17 @@ pub enum CertSignError {
     Refused { status: u16, message: String },
     #[error("cannot reach cert_sign at {url}: {reason}")]
     Unreachable { url: String, reason: String },
+    #[error("cert_sign at {url}: {source}")]
+    Body {
+        url: String,
+        #[source]
+        source: BodyError,
+    },
+    /// The request holds the app token: it goes to its issuer or nowhere.
+    #[error("{0}")]
+    Redirected(#[source] RedirectRefused),
+    #[error("the app token's issuer {0} is not an https URL, so the token is not sent there")]
+    InsecureIssuer(String),
     #[error("cert_sign's answer is not valid: {0}")]
     BadAnswer(String),
     #[error("the app token names no issuer (iss), so there is no cert_sign to ask")]
@@ -66,6 +76,9 @@ pub async fn sign(
         .filter(|iss| !iss.is_empty())
         .ok_or(CertSignError::NoIssuer)?;
     let url = format!("{}{PATH}", issuer.trim_end_matches('/'));
+    if !url.starts_with("https://") {
+        return Err(CertSignError::InsecureIssuer(issuer));
+    }
     let unreachable = |reason: String| CertSignError::Unreachable {
         url: url.clone(),
         reason,
@@ -80,30 +93,39 @@ pub async fn sign(
         .post(&url)
         .header(reqwest::header::CONTENT_TYPE, "application/json")
         .body(body)
-        .timeout(TIMEOUT)
+        .timeout(limits::CERT_SIGN)
         .build()
         .map_err(|e| unreachable(e.to_string()))?;
-    let response = http::send_following(http, request)
-        .await
-        .map_err(|e| unreachable(crate::error::describe_reqwest(&e)))?;
+    let started = tokio::time::Instant::now();
+    let response = match http::send_following(http, request).await {
+        Ok(response) => response,
+        Err(SendError::Redirect(refused)) => return Err(CertSignError::Redirected(refused)),
+        Err(e) => return Err(unreachable(e.to_string())),
+    };
     let status = response.status();
-    let body = response
-        .bytes()
-        .await
-        .map_err(|e| unreachable(crate::error::describe_reqwest(&e)))?;
+    // the answer's body shares the request's deadline
+    let left = limits::CERT_SIGN.saturating_sub(started.elapsed());
+    let body_error = |source| CertSignError::Body {
+        url: url.clone(),
+        source,
+    };
     if status == StatusCode::OK {
+        let body = http::read_body(response, limits::CERT_SIGN_BODY, left)
+            .await
+            .map_err(body_error)?;
         return serde_json::from_slice(&body).map_err(|e| CertSignError::BadAnswer(e.to_string()));
     }
+    let body = match http::read_body(response, limits::ERROR_BODY, left).await {
+        Ok(body) => body,
+        Err(BodyError::TooLarge { .. }) => Vec::new(),
+        Err(e) => return Err(body_error(e)),
+    };
     // the JSON status is the one the official client reports
     let (status, message) = match serde_json::from_slice::<ErrorBody>(&body) {
         Ok(e) if e.status != 0 => (e.status, e.message),
         _ => (
             status.as_u16(),
-            String::from_utf8_lossy(&body)
-                .trim()
-                .chars()
-                .take(200)
-                .collect(),
+            http::first_line(&String::from_utf8_lossy(&body)),
         ),
     };
     if status == 401 {

@@ -16,7 +16,8 @@ pub struct Measured {
     pub wall: Duration,
     /// User plus system CPU.
     pub cpu: Duration,
-    /// The most resident memory the child ever had, in KiB (`ru_maxrss`).
+    /// The most resident memory the child had, in KiB: its `VmHWM`, sampled
+    /// every 2 ms until it exits (`ru_maxrss` where that could not be read).
     pub peak_rss_kib: u64,
     /// Killed by us at the deadline rather than exiting by itself.
     pub timed_out: bool,
@@ -60,17 +61,26 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
     };
     let out = drain(Box::new(out));
     let err = drain(Box::new(err));
-    // a watchdog kills the child at the limit; wait4 below reaps it either way
+    // a watchdog kills the child at the limit; wait4 below reaps it either
+    // way. Meanwhile it samples the child's VmHWM: ru_maxrss is no good here,
+    // as exec folds the high-water mark of the mm it replaces into it, and
+    // with vfork that mm is this (large, multi-edge) test process's own.
     let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::spawn(move || {
-        if done_rx.recv_timeout(limit).is_err() {
-            // SAFETY: kill has no memory-safety preconditions; the pid is not
-            // reaped until wait4 below returns, so it cannot have been reused.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            true
-        } else {
-            false
+        let deadline = Instant::now() + limit;
+        let mut hwm_kib = 0;
+        loop {
+            hwm_kib = vm_hwm_kib(pid).unwrap_or(0).max(hwm_kib);
+            match done_rx.recv_timeout(Duration::from_millis(2)) {
+                Ok(()) => return (false, hwm_kib),
+                Err(_) if Instant::now() >= deadline => break,
+                Err(_) => {}
+            }
         }
+        // SAFETY: kill has no memory-safety preconditions; the pid is not
+        // reaped until wait4 below returns, so it cannot have been reused.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+        (true, hwm_kib)
     });
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value to be written into.
@@ -80,7 +90,7 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
     assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
     let wall = start.elapsed();
     let _ = done_tx.send(());
-    let timed_out = watchdog.join().unwrap_or(false);
+    let (timed_out, hwm_kib) = watchdog.join().unwrap_or((false, 0));
     // the child is reaped: std's Child must not wait for it again
     std::mem::forget(child);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
@@ -93,7 +103,19 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
         },
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        peak_rss_kib: usage.ru_maxrss as u64,
+        peak_rss_kib: if hwm_kib > 0 {
+            hwm_kib
+        } else {
+            usage.ru_maxrss as u64
+        },
         timed_out,
     }
+}
+
+/// `VmHWM` of `/proc/<pid>/status` (the peak RSS since exec), in KiB; `None`
+/// once the process is a zombie.
+fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }

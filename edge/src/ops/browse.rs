@@ -81,7 +81,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         .get(url.clone())
         .build()
         .map_err(|e| failed(&url, e))?;
-    let mut response = cfaccess::access::http::send_following(&client, request)
+    let mut response = cfaccess::access::http::follow_anywhere(&client, request)
         .await
         .map_err(|e| failed(&url, e))?;
 
@@ -110,7 +110,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
                     .body(body.finish())
                     .build()
                     .map_err(|e| failed(&action, e))?;
-                response = cfaccess::access::http::send_following(&client, request)
+                response = cfaccess::access::http::follow_anywhere(&client, request)
                     .await
                     .map_err(|e| failed(&action, e))?;
             }
