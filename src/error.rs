@@ -128,11 +128,23 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             L::BadAnswer(_) => "run the command again to start a new login".into(),
         });
     }
-    if let Some(crate::access::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
-        return Some(format!(
-            "finish that login, or delete {} if no login is running",
-            path.display()
-        ));
+    if let Some(e) = cause.downcast_ref::<crate::access::lock::LockError>() {
+        use crate::access::lock::LockError as K;
+        match e {
+            K::Timeout { path, .. } => {
+                return Some(format!(
+                    "finish that login, or delete {} if no login is running",
+                    path.display()
+                ));
+            }
+            K::InTheWay { path, .. } => {
+                return Some(format!(
+                    "remove {} (cfaccess keeps its login lock there) and run the command again",
+                    path.display()
+                ));
+            }
+            K::Create { .. } => {}
+        }
     }
     if let Some(AccessError::RefusedAgain { .. }) = cause.downcast_ref() {
         return Some("your identity may not be allowed to use this application".into());
