@@ -108,6 +108,12 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             A::ForeignAuthDomain { .. } => {
                 "this server is not a Cloudflare Access edge; do not log in to it".into()
             }
+            A::Untrusted {
+                source: crate::access::jwks::JwksError::UnknownKey { .. },
+                ..
+            } => "the edge signs with a key its key set does not list yet (a key rotation?); \
+                  try again in a few seconds"
+                .into(),
             A::Untrusted { .. } | A::Malformed { .. } => {
                 "the answer is not signed by the team's Access keys; check the hostname".into()
             }
@@ -148,6 +154,15 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     }
     if let Some(AccessError::RefusedAgain { .. }) = cause.downcast_ref() {
         return Some("your identity may not be allowed to use this application".into());
+    }
+    if let Some(crate::access::config_dir::ConfigDirError::ForeignOwner { path, .. }) =
+        cause.downcast_ref()
+    {
+        return Some(format!(
+            "its owner could read or replace your tokens: make it yours (chown {}) or point {} at a dir of your own",
+            path.display(),
+            crate::access::config_dir::ENV
+        ));
     }
     if cause.is::<crate::access::token_store::StoreError>()
         || cause.is::<crate::access::config_dir::ConfigDirError>()
