@@ -40,6 +40,15 @@ pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
         .open(path)
 }
 
+/// Opens `path` for appending, creating it with `mode` if it is missing.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+}
+
 /// A new file in `dir` that no other process can have opened, and its path.
 fn create_temp(dir: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
     loop {
