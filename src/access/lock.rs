@@ -200,7 +200,10 @@ pub fn clear_stale(dir: &Path) -> usize {
         let path = entry.path();
         let name = entry.file_name();
         let name = name.to_string_lossy();
-        let Some(stem) = name.strip_suffix(".lock").or_else(|| name.strip_suffix(".url")) else {
+        let Some(stem) = name
+            .strip_suffix(".lock")
+            .or_else(|| name.strip_suffix(".url"))
+        else {
             continue;
         };
         let lock = dir.join(format!("{stem}.lock"));
@@ -537,7 +540,10 @@ mod tests {
         let junk = dir.path().join("junk");
         std::fs::write(&junk, "junk").unwrap();
         let huge = dir.path().join("huge");
-        std::fs::File::create(&huge).unwrap().set_len(1 << 30).unwrap();
+        std::fs::File::create(&huge)
+            .unwrap()
+            .set_len(1 << 30)
+            .unwrap();
         let plant: [&dyn Fn(); 4] = [
             &|| std::fs::create_dir(&lock_path).unwrap(),
             &|| std::os::unix::fs::symlink(dir.path().join("none"), &lock_path).unwrap(),
