@@ -109,11 +109,9 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
                 "this server is not a Cloudflare Access edge; do not log in to it".into()
             }
             A::Untrusted {
-                source: crate::access::jwks::JwksError::UnknownKey { .. },
+                source: crate::access::jwks::JwksError::UnknownKey { fresh: false, .. },
                 ..
-            } => "the edge signs with a key its key set does not list yet (a key rotation?); \
-                  try again in a few seconds"
-                .into(),
+            } => "the team's keys may have just been rotated; try again in a few seconds".into(),
             A::Untrusted { .. } | A::Malformed { .. } => {
                 "the answer is not signed by the team's Access keys; check the hostname".into()
             }

@@ -368,7 +368,7 @@ fn a_login_right_after_a_key_rotation_succeeds() {
         env.cmd(&["login", "--no-verbose", APP]),
     );
     m.run.failure(1);
-    assert!(m.run.error_line().contains("rotation"), "{m:#?}");
+    assert!(m.run.error_line().contains("rotated"), "{m:#?}");
     // seconds later (not the minute it took), the unknown key is fetched at once
     wait_until_older_than(&jwks, JWKS_REFETCH_MIN_AGE);
     let m = measured(

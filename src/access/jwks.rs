@@ -36,8 +36,11 @@ pub enum JwksError {
     Invalid { url: String, reason: String },
     #[error("the signature does not verify: {0}")]
     Signature(String),
-    #[error("the JWT is signed with key {kid}, which is not in the team's key set")]
-    UnknownKey { kid: String },
+    /// `fresh`: the set was fetched for this very check, so the signer is
+    /// not a key of the team's; otherwise the cached set may predate a
+    /// rotation (and was too new to fetch again).
+    #[error("no key {kid} in the team's key set{}", if *fresh { "" } else { " (as cached seconds ago)" })]
+    UnknownKey { kid: String, fresh: bool },
 }
 
 /// The RSA keys of a key set; other key types are left out, as they would
@@ -83,7 +86,10 @@ impl KeySet {
             .keys
             .iter()
             .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
-            .ok_or_else(|| JwksError::UnknownKey { kid: kid.clone() })?;
+            .ok_or_else(|| JwksError::UnknownKey {
+                kid: kid.clone(),
+                fresh: true,
+            })?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| sig(&e))?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
@@ -110,6 +116,9 @@ pub async fn verify<T: DeserializeOwned>(
     };
     let err = match set.verify(jwt) {
         Ok(claims) => return Ok(claims),
+        Err(JwksError::UnknownKey { kid, .. }) if cached_at.is_some() => {
+            JwksError::UnknownKey { kid, fresh: false }
+        }
         Err(err) => err,
     };
     // A set fetched just now is as new as it gets; an unknown key is worth
