@@ -27,36 +27,46 @@ const MAX_RSS_MIB: f64 = 32.0;
 /// is one: a child spawned straight from this test inherits, in `ru_maxrss`,
 /// the high-water mark of the test process itself (vfork shares its memory
 /// until exec; ~180 MiB here with an edge running), while a child forked by
-/// `time` starts from `time`'s own few hundred KiB.
+/// `time` starts from `time`'s own few hundred KiB. `timeout` under `time`
+/// kills the command itself at the limit (killing `time` would leave it
+/// running, holding the pipes).
 fn measured(what: &str, cmd: Command) -> Measured {
     let time = Path::new("/usr/bin/time");
     let rss_file = tempfile::NamedTempFile::new().unwrap();
-    let cmd = if time.exists() {
-        let mut wrapped = Command::new(time);
-        wrapped
+    let wrapped = time.exists();
+    let cmd = if wrapped {
+        let mut outer = Command::new(time);
+        outer
             .arg("-f")
             .arg("%M")
             .arg("-o")
             .arg(rss_file.path())
+            .args(["timeout", "-s", "KILL", &LIMIT.as_secs().to_string()])
             .arg(cmd.get_program())
             .args(cmd.get_args())
             .env_clear();
         for (key, value) in cmd.get_envs() {
             if let Some(value) = value {
-                wrapped.env(key, value);
+                outer.env(key, value);
             }
         }
-        wrapped
+        outer
     } else {
         cmd
     };
-    let mut m = measure(cmd, LIMIT);
-    // the last line is the figure; before it, time may say how the child ended
-    if let Some(kib) = std::fs::read_to_string(rss_file.path())
-        .ok()
-        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
-    {
-        m.peak_rss_kib = kib;
+    let mut m = measure(cmd, LIMIT + Duration::from_secs(5));
+    if wrapped {
+        // the last line is the figure; before it, time may say how the child ended
+        if let Some(kib) = std::fs::read_to_string(rss_file.path())
+            .ok()
+            .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        {
+            m.peak_rss_kib = kib;
+        }
+        // timeout's own status for "killed at the limit"
+        if m.run.code == Some(137) {
+            m.timed_out = true;
+        }
     }
     eprintln!(
         "{what}: exit {:?} in {:.2} s, {:.2} CPU s, peak RSS {:.1} MiB{}",
