@@ -28,8 +28,8 @@ const MAX_RSS_MIB: f64 = 32.0;
 /// the high-water mark of the test process itself (vfork shares its memory
 /// until exec; ~180 MiB here with an edge running), while a child forked by
 /// `time` starts from `time`'s own few hundred KiB. `timeout` under `time`
-/// kills the command itself at the limit (killing `time` would leave it
-/// running, holding the pipes).
+/// stops the command itself at the limit (killing `time` would leave it
+/// running, holding the pipes) and reaps it, so its CPU time is counted.
 fn measured(what: &str, cmd: Command) -> Measured {
     let time = Path::new("/usr/bin/time");
     let rss_file = tempfile::NamedTempFile::new().unwrap();
@@ -41,7 +41,7 @@ fn measured(what: &str, cmd: Command) -> Measured {
             .arg("%M")
             .arg("-o")
             .arg(rss_file.path())
-            .args(["timeout", "-s", "KILL", &LIMIT.as_secs().to_string()])
+            .args(["timeout", "-k", "2", &LIMIT.as_secs().to_string()])
             .arg(cmd.get_program())
             .args(cmd.get_args())
             .env_clear();
@@ -63,8 +63,8 @@ fn measured(what: &str, cmd: Command) -> Measured {
         {
             m.peak_rss_kib = kib;
         }
-        // timeout's own status for "killed at the limit"
-        if m.run.code == Some(137) {
+        // timeout's own statuses for "stopped at the limit"
+        if matches!(m.run.code, Some(124) | Some(137)) {
             m.timed_out = true;
         }
     }
