@@ -111,6 +111,10 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             A::ForeignAuthDomain { .. } => {
                 "this server is not a Cloudflare Access edge; do not log in to it".into()
             }
+            A::Untrusted {
+                source: crate::access::jwks::JwksError::UnknownKey { fresh: false, .. },
+                ..
+            } => "the team's keys may have just been rotated; try again in a few seconds".into(),
             A::Untrusted { .. } | A::Malformed { .. } => {
                 "the answer is not signed by the team's Access keys; check the hostname".into()
             }
@@ -148,14 +152,35 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     if cause.is::<crate::access::http::RedirectRefused>() {
         return Some(REDIRECT_HINT.into());
     }
-    if let Some(crate::access::lock::LockError::Timeout { path, .. }) = cause.downcast_ref() {
-        return Some(format!(
-            "finish that login, or delete {} if no login is running",
-            path.display()
-        ));
+    if let Some(e) = cause.downcast_ref::<crate::access::lock::LockError>() {
+        use crate::access::lock::LockError as K;
+        match e {
+            K::Timeout { path, .. } => {
+                return Some(format!(
+                    "finish that login, or delete {} if no login is running",
+                    path.display()
+                ));
+            }
+            K::InTheWay { path, .. } => {
+                return Some(format!(
+                    "remove {} (cfaccess keeps its login lock there) and run the command again",
+                    path.display()
+                ));
+            }
+            K::Create { .. } => {}
+        }
     }
     if let Some(AccessError::RefusedAgain { .. }) = cause.downcast_ref() {
         return Some("your identity may not be allowed to use this application".into());
+    }
+    if let Some(crate::access::config_dir::ConfigDirError::ForeignOwner { path, .. }) =
+        cause.downcast_ref()
+    {
+        return Some(format!(
+            "its owner could read or replace your tokens: make it yours (chown {}) or point {} at a dir of your own",
+            path.display(),
+            crate::access::config_dir::ENV
+        ));
     }
     if cause.is::<crate::access::token_store::StoreError>()
         || cause.is::<crate::access::config_dir::ConfigDirError>()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::access::config_dir::ConfigDir;
 use crate::access::jwt;
+use crate::platform::read::read_capped_string;
 
 /// One credential in the config dir.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,7 +74,7 @@ pub fn credentials(dir: &ConfigDir) -> Vec<Credential> {
 
 fn read(path: &Path, name: &str) -> Option<Credential> {
     if let Some(host) = name.strip_suffix("-cf_key-cert.pub") {
-        let text = std::fs::read_to_string(path).ok()?;
+        let text = read_capped_string(path, crate::limits::SSH_FILE).ok()?;
         let cert = ssh_key::Certificate::from_openssh(text.trim()).ok()?;
         return Some(Credential::SshCert {
             host: host.to_owned(),
@@ -83,7 +84,8 @@ fn read(path: &Path, name: &str) -> Option<Credential> {
         });
     }
     let token_name = name.strip_suffix("-token")?;
-    let claims = jwt::peek(&std::fs::read_to_string(path).ok()?).ok()?;
+    let text = read_capped_string(path, crate::limits::TOKEN).ok()?;
+    let claims = jwt::peek(crate::access::token_store::compact_jws(&text)?).ok()?;
     let email = claims.email.clone().unwrap_or_default();
     let expires = claims.exp.unwrap_or(0);
     if let Some(team) = token_name.strip_suffix("-org") {

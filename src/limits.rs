@@ -37,6 +37,10 @@ pub const WS_UPGRADE: Duration = Duration::from_secs(10);
 pub const CARRIER_OPEN: Duration = Duration::from_secs(30);
 /// How long a waiter waits for another process's login (section 3).
 pub const LOCK_WAIT: Duration = Duration::from_secs(600);
+/// A JWT naming a key the cached key set lacks makes cfaccess fetch the set
+/// again (the edge rotated its keys), but never a set younger than this: a
+/// server naming unknown keys cannot make it fetch in a loop.
+pub const JWKS_REFETCH_MIN_AGE: Duration = Duration::from_secs(2);
 
 // ---- size caps ------------------------------------------------------------
 

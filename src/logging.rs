@@ -10,10 +10,32 @@ use tracing::level_filters::LevelFilter;
 
 use crate::cli::LogLevel;
 
-/// Starts logging at `level` (warnings and errors when unset), to `file`
-/// (appended, created 0600) when given, else to stderr. Never to stdout: it
-/// may be an ssh session.
-pub fn init(level: Option<LogLevel>, file: Option<&Path>) -> anyhow::Result<()> {
+/// Where logs go: stderr, a file, or `cfaccess.log` in a directory that is
+/// created (0700, as the official client does) when missing.
+pub enum Target<'a> {
+    Stderr,
+    File(&'a Path),
+    Directory(&'a Path),
+}
+
+/// The file logs go to in a `--log-directory`.
+pub const FILE_NAME: &str = "cfaccess.log";
+
+/// Starts logging at `level` (warnings and errors when unset), to `target`
+/// (a file is appended to, created 0600). Never to stdout: it may be an ssh
+/// session.
+pub fn init(level: Option<LogLevel>, target: Target<'_>) -> anyhow::Result<()> {
+    let in_dir;
+    let file = match target {
+        Target::Stderr => None,
+        Target::File(path) => Some(path),
+        Target::Directory(dir) => {
+            crate::platform::private_dir::create_all(dir)
+                .with_context(|| format!("cannot create the log directory {}", dir.display()))?;
+            in_dir = dir.join(FILE_NAME);
+            Some(in_dir.as_path())
+        }
+    };
     let filter = match level {
         Some(LogLevel::Debug) => LevelFilter::DEBUG,
         Some(LogLevel::Info) => LevelFilter::INFO,
@@ -25,12 +47,7 @@ pub fn init(level: Option<LogLevel>, file: Option<&Path>) -> anyhow::Result<()> 
         .with_target(false);
     let _ = match file {
         Some(path) => {
-            use std::os::unix::fs::OpenOptionsExt;
-            let file = std::fs::OpenOptions::new()
-                .create(true)
-                .append(true)
-                .mode(0o600)
-                .open(path)
+            let file = crate::platform::atomic_file::open_append(path, 0o600)
                 .with_context(|| format!("cannot open the log file {}", path.display()))?;
             builder
                 .with_ansi(false)

@@ -359,11 +359,10 @@ fn a_masked_frame_from_the_server_fails_the_connection() {
     let env = logged_in();
     let hostile = Hostile::start(vec![("/", Answer::MaskedFrame)]);
     let profile = hostile.profile(env.tmp.path());
-    let mut cmd = via(&env, &profile, &["access", "ssh", "--hostname", APP_HOST]);
+    let cmd = via(&env, &profile, &["access", "ssh", "--hostname", APP_HOST]);
     // the input stays open: the session ends because of the frame alone
     let (_keep, input) = std::io::pipe().unwrap();
-    cmd.stdin(input);
-    let m = measure(cmd, Duration::from_secs(30));
+    let m = common::proc::measure_with_input(cmd, input.into(), Duration::from_secs(30));
     report("a masked frame", &m);
     assert_failed_within(&m, Duration::from_secs(5));
     assert!(m.run.error_line().contains("masked frame"), "{m:#?}");

@@ -508,7 +508,10 @@ fn a_binary_under_a_path_with_quotes_works_as_a_proxy_command_and_is_refused_in_
     let (printed, config) = printed_config(&env, &exe, &[]);
     printed.success();
     let mut ssh = common::sshd::ssh_with_config(&config);
-    ssh.arg("-i").arg(&sshd.user_key).arg(APP_HOST).arg("echo through");
+    ssh.arg("-i")
+        .arg(&sshd.user_key)
+        .arg(APP_HOST)
+        .arg("echo through");
     env.isolate(&mut ssh);
     let run = run_with_deadline(ssh, Duration::from_secs(120));
     run.success();

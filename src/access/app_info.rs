@@ -114,7 +114,12 @@ pub async fn discover(
 /// cached key set, host, age under 24 hours), with no request at all. `None`
 /// when there is none that still checks out: then discover.
 pub fn cached(dir: &ConfigDir, url: &AppUrl) -> Option<AppInfo> {
-    let jwt = std::fs::read_to_string(dir.app_metadata(&url.key_stem())).ok()?;
+    // over its cap it is a corrupt entry: a miss, replaced by the next discovery
+    let jwt = crate::platform::read::read_capped_string(
+        &dir.app_metadata(&url.key_stem()),
+        crate::limits::METADATA_FILE,
+    )
+    .ok()?;
     let jwt = jwt.trim();
     let unverified: MetadataClaims = jsonwebtoken::dangerous::insecure_decode_claims(jwt).ok()?;
     let auth_domain = auth_domain_host(&unverified.auth_domain).ok()?;

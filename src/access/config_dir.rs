@@ -3,10 +3,12 @@
 //! switch between the two without logging in again.
 
 use std::io;
-use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
 
+use tracing::debug;
+
 use crate::access::app_info::AppInfo;
+use crate::platform::private_dir::{self, PrivateDirError};
 
 /// Overrides the config dir (tests, or several identities side by side).
 pub const ENV: &str = "CFACCESS_DIR";
@@ -18,6 +20,11 @@ pub enum ConfigDirError {
     NoHome,
     #[error("cannot create the config dir {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
+    /// Whoever owns the dir can read or swap the tokens in it.
+    #[error("the config dir {path} is owned by uid {owner}, not by you (uid {me})")]
+    ForeignOwner { path: PathBuf, owner: u32, me: u32 },
+    #[error("cannot use the config dir {path}: {source}")]
+    Check { path: PathBuf, source: io::Error },
 }
 
 /// Where tokens, key sets, keys and certificates live.
@@ -28,23 +35,52 @@ pub struct ConfigDir {
 }
 
 impl ConfigDir {
-    /// `$CFACCESS_DIR`, else `$HOME/.cloudflared`. Nothing is created yet.
+    /// `$CFACCESS_DIR`, else `$HOME/.cloudflared`. Nothing is created yet;
+    /// if the dir exists, it must be ours and is made 0700 (see [`Self::secure`]).
     pub fn locate() -> Result<Self, ConfigDirError> {
-        if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
+        let dir = if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
             // ssh-config prints this path, so make it absolute now.
             let path = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir));
-            return Ok(ConfigDir {
+            ConfigDir {
                 path,
                 is_default: false,
-            });
+            }
+        } else {
+            let home = std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .ok_or(ConfigDirError::NoHome)?;
+            ConfigDir {
+                path: PathBuf::from(home).join(".cloudflared"),
+                is_default: true,
+            }
+        };
+        match dir.secure() {
+            Err(ConfigDirError::Check { source, .. })
+                if source.kind() == io::ErrorKind::NotFound => {}
+            other => other?,
         }
-        let home = std::env::var_os("HOME")
-            .filter(|h| !h.is_empty())
-            .ok_or(ConfigDirError::NoHome)?;
-        Ok(ConfigDir {
-            path: PathBuf::from(home).join(".cloudflared"),
-            is_default: true,
-        })
+        Ok(dir)
+    }
+
+    /// As OpenSSH does with keys: a dir of another user is refused, and one
+    /// that others may enter is made 0700.
+    fn secure(&self) -> Result<(), ConfigDirError> {
+        match private_dir::secure_dir(&self.path) {
+            Ok(true) => {
+                debug!(path = %self.path.display(), "made the config dir 0700");
+                Ok(())
+            }
+            Ok(false) => Ok(()),
+            Err(PrivateDirError::ForeignOwner { owner, me }) => Err(ConfigDirError::ForeignOwner {
+                path: self.path.clone(),
+                owner,
+                me,
+            }),
+            Err(PrivateDirError::Io(source)) => Err(ConfigDirError::Check {
+                path: self.path.clone(),
+                source,
+            }),
+        }
     }
 
     /// A config dir at `path` (tests).
@@ -65,11 +101,14 @@ impl ConfigDir {
         self.is_default
     }
 
-    /// Creates the dir with mode 0700 when it is missing; its parent must exist.
+    /// Creates the dir with mode 0700 when it is missing; its parent must
+    /// exist. An existing dir is checked as [`Self::locate`] does.
     pub fn ensure(&self) -> Result<(), ConfigDirError> {
-        match std::fs::DirBuilder::new().mode(0o700).create(&self.path) {
+        match private_dir::create(&self.path) {
             Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.path.is_dir() => Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists && self.path.is_dir() => {
+                self.secure()
+            }
             Err(source) => Err(ConfigDirError::Create {
                 path: self.path.clone(),
                 source,

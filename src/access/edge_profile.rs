@@ -34,7 +34,7 @@ pub enum ProfileError {
     #[error("cannot read the edge profile {path}: {source}")]
     Read {
         path: PathBuf,
-        source: std::io::Error,
+        source: crate::platform::read::ReadError,
     },
     #[error("the edge profile {path} is not valid: {source}")]
     Parse {
@@ -53,10 +53,11 @@ pub enum ProfileError {
 impl EdgeProfile {
     /// Reads the profile at `path`.
     pub fn load(path: &Path) -> Result<Self, ProfileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ProfileError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
+        let text = crate::platform::read::read_capped_string(path, crate::limits::EDGE_PROFILE)
+            .map_err(|source| ProfileError::Read {
+                path: path.to_owned(),
+                source,
+            })?;
         let profile: EdgeProfile =
             serde_json::from_str(&text).map_err(|source| ProfileError::Parse {
                 path: path.to_owned(),

@@ -2,9 +2,11 @@
 //!
 //! The key set lives at `https://<auth domain>/cdn-cgi/access/certs` and is
 //! cached as `<auth domain>-jwks` in the config dir, fresh for 24 hours by
-//! mtime, in a form the official client reads too (the JSON as served). When a
-//! signature does not verify against a cached set older than a minute, the
-//! set is fetched once more: the edge may have rotated its key.
+//! mtime, in a form the official client reads too (the JSON as served). A JWT
+//! signed with a key the cached set lacks means the edge rotated its keys:
+//! the set is fetched again at once, unless the cache is only seconds old
+//! (so a server naming unknown keys cannot make us fetch in a loop). A
+//! signature that fails with a known key is refetched for only after a minute.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -15,13 +17,15 @@ use serde::de::DeserializeOwned;
 use tracing::debug;
 
 use crate::access::config_dir::ConfigDir;
+use crate::limits;
 use crate::platform::atomic_file;
+use crate::platform::read::read_capped;
 
 const CERTS_PATH: &str = "/cdn-cgi/access/certs";
 const FRESH_FOR: Duration = Duration::from_secs(24 * 3600);
+/// A known key whose signature fails: the set may still have changed, but
+/// only a set this old is worth fetching again for it.
 const REFRESH_AFTER: Duration = Duration::from_secs(60);
-const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_SIZE: usize = 1 << 20;
 
 /// Why a JWT could not be checked against the key set.
 #[derive(Debug, thiserror::Error)]
@@ -32,6 +36,11 @@ pub enum JwksError {
     Invalid { url: String, reason: String },
     #[error("the signature does not verify: {0}")]
     Signature(String),
+    /// `fresh`: the set was fetched for this very check, so the signer is
+    /// not a key of the team's; otherwise the cached set may predate a
+    /// rotation (and was too new to fetch again).
+    #[error("no key {kid} in the team's key set{}", if *fresh { "" } else { " (as cached seconds ago)" })]
+    UnknownKey { kid: String, fresh: bool },
 }
 
 /// The RSA keys of a key set; other key types are left out, as they would
@@ -77,7 +86,10 @@ impl KeySet {
             .keys
             .iter()
             .find(|k| k.common.key_id.as_deref() == Some(kid.as_str()))
-            .ok_or_else(|| sig(&format_args!("no key {kid} in the team's key set")))?;
+            .ok_or_else(|| JwksError::UnknownKey {
+                kid: kid.clone(),
+                fresh: true,
+            })?;
         let key = DecodingKey::from_jwk(jwk).map_err(|e| sig(&e))?;
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
@@ -104,12 +116,20 @@ pub async fn verify<T: DeserializeOwned>(
     };
     let err = match set.verify(jwt) {
         Ok(claims) => return Ok(claims),
+        Err(JwksError::UnknownKey { kid, .. }) if cached_at.is_some() => {
+            JwksError::UnknownKey { kid, fresh: false }
+        }
         Err(err) => err,
     };
-    // A set fetched just now, or less than a minute ago, is as new as it gets.
+    // A set fetched just now is as new as it gets; an unknown key is worth
+    // an early fetch (a rotation), a failing known key only a late one.
+    let wait = match err {
+        JwksError::UnknownKey { .. } => limits::JWKS_REFETCH_MIN_AGE,
+        _ => REFRESH_AFTER,
+    };
     match cached_at {
-        Some(mtime) if age(mtime) >= REFRESH_AFTER => {
-            debug!("signature check failed with the cached key set; fetching it again");
+        Some(mtime) if age(mtime) >= wait => {
+            debug!(error = %err, "checking with the cached key set failed; fetching it again");
             fetch_and_cache(http, dir, auth_domain).await?.verify(jwt)
         }
         _ => Err(err),
@@ -135,9 +155,18 @@ fn age(mtime: SystemTime) -> Duration {
     SystemTime::now().duration_since(mtime).unwrap_or_default()
 }
 
-/// The cached set and its mtime; a missing or unreadable cache is a miss.
+/// The cached set and its mtime; a missing or unreadable cache is a miss,
+/// and so is one over [`limits::JWKS_BODY`] (the next fetch replaces it).
 fn read_cache(path: &Path) -> Option<(KeySet, SystemTime)> {
-    let bytes = std::fs::read(path).ok()?;
+    let bytes = match read_capped(path, limits::JWKS_BODY) {
+        Ok(bytes) => bytes,
+        Err(e) => {
+            if !e.is_not_found() {
+                debug!(path = %path.display(), error = %e, "ignoring the cached key set");
+            }
+            return None;
+        }
+    };
     let mtime = std::fs::metadata(path).and_then(|m| m.modified()).ok()?;
     match KeySet::parse(&bytes) {
         Ok(set) => Some((set, mtime)),
@@ -160,7 +189,7 @@ async fn fetch_and_cache(
     };
     let mut response = http
         .get(&url)
-        .timeout(FETCH_TIMEOUT)
+        .timeout(limits::JWKS)
         .send()
         .await
         .map_err(|e| fetch(crate::error::describe_reqwest(&e)))?;
@@ -174,7 +203,7 @@ async fn fetch_and_cache(
         .map_err(|e| fetch(crate::error::describe_reqwest(&e)))?
     {
         body.extend_from_slice(&chunk);
-        if body.len() > MAX_SIZE {
+        if body.len() > limits::JWKS_BODY {
             return Err(fetch("it is larger than 1 MiB".into()));
         }
     }

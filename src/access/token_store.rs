@@ -10,7 +10,8 @@ use tracing::debug;
 use crate::access::app_info::AppInfo;
 use crate::access::config_dir::ConfigDir;
 use crate::access::jwt;
-use crate::platform::atomic_file;
+use crate::limits;
+use crate::platform::{atomic_file, private_dir, read};
 
 /// Why a token could not be stored.
 #[derive(Debug, thiserror::Error)]
@@ -70,11 +71,29 @@ impl TokenStore {
     }
 }
 
-/// The token in `path` if it is one worth sending: RS256, unexpired, and
-/// naming `aud` (any aud at all when `aud` is `None`).
+/// The token in `path` if it is one worth sending: one compact JWS and
+/// nothing else, RS256, unexpired, and naming `aud` (any aud at all when
+/// `aud` is `None`). A file that is not a regular one, is larger than
+/// [`limits::TOKEN`] or holds anything else counts as no token.
 fn load_valid(path: &Path, aud: Option<&str>) -> Option<String> {
-    let text = std::fs::read_to_string(path).ok()?;
-    let token = text.trim();
+    match private_dir::tighten_file(path) {
+        Ok(true) => debug!(path = %path.display(), "made the token file 0600"),
+        Ok(false) => {}
+        Err(e) => debug!(path = %path.display(), error = %e, "cannot tighten the token file"),
+    }
+    let text = match read::read_capped_string(path, limits::TOKEN) {
+        Ok(text) => text,
+        Err(e) => {
+            if !e.is_not_found() {
+                debug!(path = %path.display(), error = %e, "ignoring the token file");
+            }
+            return None;
+        }
+    };
+    let Some(token) = compact_jws(&text) else {
+        debug!(path = %path.display(), "ignoring a token file that holds no single token");
+        return None;
+    };
     let claims = match jwt::peek(token) {
         Ok(claims) => claims,
         Err(e) => {
@@ -93,6 +112,25 @@ fn load_valid(path: &Path, aud: Option<&str>) -> Option<String> {
         return None;
     }
     Some(token.to_owned())
+}
+
+/// The token in `text` if `text` is exactly one compact JWS (three
+/// non-empty base64url segments) with at most a trailing newline: what can
+/// be sent as a header value and nothing else.
+pub fn compact_jws(text: &str) -> Option<&str> {
+    let token = text
+        .strip_suffix('\n')
+        .map(|t| t.strip_suffix('\r').unwrap_or(t))
+        .unwrap_or(text);
+    let base64url = |b: u8| b.is_ascii_alphanumeric() || b == b'-' || b == b'_';
+    let mut segments = 0;
+    for segment in token.split('.') {
+        segments += 1;
+        if segment.is_empty() || !segment.bytes().all(base64url) {
+            return None;
+        }
+    }
+    (segments == 3 && token.len() <= limits::TOKEN).then_some(token)
 }
 
 fn remove_if_exists(path: &Path) -> io::Result<()> {
@@ -135,6 +173,45 @@ mod tests {
         store.store_app_token(&app(), &expired).unwrap();
         assert_eq!(store.app_token(&app()), None);
         assert!(!store.dir().app_token(&app()).exists());
+    }
+
+    #[test]
+    fn only_one_compact_jws_is_a_token() {
+        assert_eq!(compact_jws("a.b.c"), Some("a.b.c"));
+        assert_eq!(compact_jws("a-_.B0.c\n"), Some("a-_.B0.c"));
+        assert_eq!(compact_jws("a.b.c\r\n"), Some("a.b.c"));
+        for bad in [
+            "",
+            "a.b",
+            "a.b.c.d",
+            "a..c",
+            "a.b.c\n\n",
+            "a.b.c\0\0",
+            "a.b.c\nd",
+            " a.b.c",
+            "a.b.c ",
+            "a.b=.c",
+            "a.b.c\u{7f}",
+        ] {
+            assert_eq!(compact_jws(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_token_with_junk_appended_is_absent() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = TokenStore::new(ConfigDir::at(tmp.path()));
+        let exp = jwt::now() + 60;
+        let good = token(RS256, &format!(r#"{{"aud":["aud1"],"exp":{exp}}}"#));
+        let mut junk = good.clone().into_bytes();
+        junk.resize(junk.len() + 4096, 0);
+        std::fs::write(store.dir().app_token(&app()), &junk).unwrap();
+        assert_eq!(store.app_token(&app()), None);
+        std::fs::write(store.dir().app_token(&app()), format!("{good}\n")).unwrap();
+        assert_eq!(store.app_token(&app()).as_deref(), Some(good.as_str()));
+        let huge = std::fs::File::create(store.dir().app_token(&app())).unwrap();
+        huge.set_len(1 << 30).unwrap();
+        assert_eq!(store.app_token(&app()), None);
     }
 
     #[test]

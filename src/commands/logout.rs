@@ -16,6 +16,11 @@ use crate::inventory::{self, Credential};
 
 pub fn run(url: Option<&str>) -> anyhow::Result<ExitCode> {
     let dir = ConfigDir::locate()?;
+    // what a login killed without a chance to clean up left behind
+    let stale = crate::access::lock::clear_stale(dir.path());
+    if stale > 0 {
+        tracing::debug!("removed {stale} stale lock and login URL files");
+    }
     let found = inventory::credentials(&dir);
     let (target, chosen): (String, Vec<&Credential>) = match url {
         None => (

@@ -21,6 +21,7 @@ use crate::access::{Access, LoginOptions};
 use crate::cli::{Action, Cli, Command};
 use crate::error::WithHint;
 use crate::logging;
+use crate::platform::signals;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
@@ -28,14 +29,15 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let action = match cli.command {
         Command::Action(action) | Command::Access { action } => action,
     };
-    let log_file = match &action {
-        Action::Tcp(args) => args
-            .logfile
-            .clone()
-            .or_else(|| args.log_directory.as_ref().map(|d| d.join("cfaccess.log"))),
-        _ => None,
+    let log_target = match &action {
+        Action::Tcp(args) => match (&args.logfile, &args.log_directory) {
+            (Some(file), _) => logging::Target::File(file),
+            (None, Some(dir)) => logging::Target::Directory(dir),
+            (None, None) => logging::Target::Stderr,
+        },
+        _ => logging::Target::Stderr,
     };
-    logging::init(cli.log_level, log_file.as_deref())?;
+    logging::init(cli.log_level, log_target)?;
     match action {
         Action::Login(args) => block_on(login::run(args, fedramp)),
         Action::Token(args) => block_on(token::run(args)),
@@ -56,6 +58,12 @@ pub struct UsageError(pub String);
 /// Runs `future` on a current-thread runtime: a CLI does one thing at a time,
 /// and this starts in microseconds. Blocking work still running at the end
 /// (a read of a terminal, say) is abandoned, not waited for.
+///
+/// SIGINT or SIGTERM drops the command where it stands, so what it holds is
+/// released by its `Drop` (a login lock and its `.url` file), and exits as a
+/// shell reports that signal (130, 143) after one line on stderr. A command
+/// that handles the signal itself (the `tcp` listener stops and exits 0) wins
+/// the race: it is polled first.
 fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
     future: F,
 ) -> anyhow::Result<ExitCode> {
@@ -63,7 +71,16 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
         .enable_all()
         .build()
         .context("cannot start the async runtime")?;
-    let result = runtime.block_on(future);
+    let result = runtime.block_on(async {
+        tokio::select! {
+            biased;
+            result = future => result,
+            signal = signals::stop_signal() => {
+                eprintln!("cfaccess: interrupted by {}", signal.name());
+                Ok(ExitCode::from(signal.exit_code()))
+            }
+        }
+    });
     runtime.shutdown_background();
     result
 }

@@ -125,18 +125,7 @@ fn listen_addr(raw: &str) -> Result<String, UsageError> {
 
 /// Completes on Ctrl-C or SIGTERM.
 async fn stop_signal() {
-    use tokio::signal::unix::{SignalKind, signal};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
-            }
-        }
-        Err(_) => {
-            let _ = tokio::signal::ctrl_c().await;
-        }
-    }
+    crate::platform::signals::stop_signal().await;
 }
 
 #[cfg(test)]

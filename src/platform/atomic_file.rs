@@ -31,16 +31,29 @@ pub fn write(path: &Path, data: &[u8], mode: u32) -> io::Result<()> {
     result
 }
 
+/// Creates `path`, which must not exist yet, for writing with `mode`.
+pub fn create_new(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+}
+
+/// Opens `path` for appending, creating it with `mode` if it is missing.
+pub fn open_append(path: &Path, mode: u32) -> io::Result<File> {
+    OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(mode)
+        .open(path)
+}
+
 /// A new file in `dir` that no other process can have opened, and its path.
 fn create_temp(dir: &Path, mode: u32) -> io::Result<(PathBuf, File)> {
     loop {
         let path = dir.join(format!(".cfaccess-{:016x}.tmp", rand::random::<u64>()));
-        match OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(mode)
-            .open(&path)
-        {
+        match create_new(&path, mode) {
             Ok(file) => return Ok((path, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => continue,
             Err(e) => return Err(e),

@@ -4,5 +4,7 @@
 pub mod atomic_file;
 pub mod browser;
 pub mod dir_watch;
+pub mod private_dir;
 pub mod read;
+pub mod signals;
 pub mod stdio;

@@ -27,7 +27,22 @@ impl ReadError {
 /// A FIFO, socket, device or directory is refused without blocking, and so
 /// is a file that holds more than `cap` bytes (nothing past the cap is read).
 pub fn read_capped(path: &Path, cap: usize) -> Result<Vec<u8>, ReadError> {
-    let file = open_nonblocking(path)?;
+    read_open(open_nonblocking(path, false)?, cap).map(|(data, _)| data)
+}
+
+/// The same, except that a symlink at `path` is refused (`NotRegular`)
+/// rather than followed, and the identity of the file read comes with it.
+/// For files whose path alone means something (a lock), so that a link
+/// planted there is never taken for the file it points to.
+pub fn read_capped_nofollow(path: &Path, cap: usize) -> Result<(Vec<u8>, FileId), ReadError> {
+    match open_nonblocking(path, true) {
+        Ok(file) => read_open(file, cap),
+        Err(e) if is_symlink_refusal(&e) => Err(ReadError::NotRegular),
+        Err(e) => Err(e.into()),
+    }
+}
+
+fn read_open(file: File, cap: usize) -> Result<(Vec<u8>, FileId), ReadError> {
     let meta = file.metadata()?;
     if !meta.is_file() {
         return Err(ReadError::NotRegular);
@@ -37,7 +52,32 @@ pub fn read_capped(path: &Path, cap: usize) -> Result<Vec<u8>, ReadError> {
     if data.len() > cap {
         return Err(ReadError::TooLarge { cap });
     }
-    Ok(data)
+    Ok((data, FileId::of(&meta)))
+}
+
+/// Which file a path named when it was looked at: comparing two tells
+/// whether the path still names the same file (not another one put there
+/// since, nor, for a symlink, the file it points to).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FileId(u64, u64);
+
+impl FileId {
+    #[cfg(unix)]
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        use std::os::unix::fs::MetadataExt;
+        FileId(meta.dev(), meta.ino())
+    }
+
+    /// Without inodes, size and mtime are the best guess at sameness.
+    #[cfg(not(unix))]
+    pub fn of(meta: &std::fs::Metadata) -> FileId {
+        let mtime = meta
+            .modified()
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos() as u64);
+        FileId(meta.len(), mtime)
+    }
 }
 
 /// The same, as UTF-8 text.
@@ -49,18 +89,33 @@ pub fn read_capped_string(path: &Path, cap: usize) -> Result<String, ReadError> 
 
 /// Opens for reading without waiting for a writer (a FIFO's open blocks
 /// until one comes). Regular files ignore the flag.
+/// With `nofollow`, a symlink as the last component fails to open.
 #[cfg(unix)]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
+fn open_nonblocking(path: &Path, nofollow: bool) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
+    let flags = libc::O_NONBLOCK | if nofollow { libc::O_NOFOLLOW } else { 0 };
     std::fs::OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NONBLOCK)
+        .custom_flags(flags)
         .open(path)
 }
 
+#[cfg(unix)]
+fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.raw_os_error() == Some(libc::ELOOP)
+}
+
 #[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
+fn open_nonblocking(path: &Path, nofollow: bool) -> io::Result<File> {
+    if nofollow && std::fs::symlink_metadata(path)?.file_type().is_symlink() {
+        return Err(io::Error::other("a symlink"));
+    }
     File::open(path)
+}
+
+#[cfg(not(unix))]
+fn is_symlink_refusal(e: &io::Error) -> bool {
+    e.kind() == io::ErrorKind::Other
 }
 
 #[cfg(test)]
@@ -97,5 +152,27 @@ mod tests {
         // SAFETY: a valid NUL-terminated path.
         assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
         assert!(matches!(read_capped(&path, 4), Err(ReadError::NotRegular)));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn nofollow_refuses_symlinks_dangling_or_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("target");
+        std::fs::write(&target, "data").unwrap();
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let dangling = dir.path().join("dangling");
+        std::os::unix::fs::symlink(dir.path().join("none"), &dangling).unwrap();
+        for path in [&link, &dangling] {
+            assert!(matches!(
+                read_capped_nofollow(path, 16),
+                Err(ReadError::NotRegular)
+            ));
+        }
+        let (data, id) = read_capped_nofollow(&target, 16).unwrap();
+        assert_eq!(data, b"data");
+        assert_eq!(id, FileId::of(&std::fs::symlink_metadata(&target).unwrap()));
+        assert_ne!(id, FileId::of(&std::fs::symlink_metadata(&link).unwrap()));
     }
 }

@@ -16,7 +16,10 @@ use ssh_key::public::{EcdsaPublicKey, KeyData};
 use ssh_key::{Algorithm, Certificate, LineEnding, PrivateKey, PublicKey};
 
 use crate::access::config_dir::ConfigDir;
+use crate::limits;
 use crate::platform::atomic_file::{self, SECRET};
+use crate::platform::private_dir;
+use crate::platform::read::read_capped_string;
 
 /// The key types ssh-gen makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -85,7 +88,14 @@ impl KeyFiles {
         if !self.private.is_file() {
             return None;
         }
-        let line = std::fs::read_to_string(&self.public).ok()?;
+        for path in [&self.private, &self.public, &self.cert] {
+            match private_dir::tighten_file(path) {
+                Ok(true) => tracing::debug!(path = %path.display(), "made the file 0600"),
+                Ok(false) => {}
+                Err(e) => tracing::debug!(path = %path.display(), error = %e, "cannot tighten"),
+            }
+        }
+        let line = read_capped_string(&self.public, limits::SSH_FILE).ok()?;
         let key = PublicKey::from_openssh(line.trim()).ok()?;
         Some((line, key.key_data().clone()))
     }
@@ -122,7 +132,8 @@ impl KeyFiles {
         let (_, key) = self
             .public_key()
             .ok_or_else(|| CertProblem::Unreadable("no key pair".into()))?;
-        let text = std::fs::read_to_string(&self.cert)
+        // over its cap it is a corrupt entry: a new certificate replaces it
+        let text = read_capped_string(&self.cert, limits::SSH_FILE)
             .map_err(|e| CertProblem::Unreadable(e.to_string()))?;
         check_cert(&text, &key, now, margin_s)
     }

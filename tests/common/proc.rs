@@ -1,7 +1,14 @@
 //! Running a child and measuring what it cost: wall time, CPU seconds and
-//! peak RSS, from the kernel's own accounting of that one child (`wait4`),
-//! so a test can assert "fails within N s" or "stays under N MiB" without
-//! sampling or sleeping.
+//! peak RSS, from the kernel's own accounting (`wait4`), so a test can assert
+//! "fails within N s" or "stays under N MiB" without sampling or sleeping.
+//!
+//! The command runs under GNU `time` and `timeout`. A child spawned straight
+//! from the test would inherit, in `ru_maxrss`, the high-water mark of the
+//! test process itself (Rust spawns with vfork, and exec folds the replaced
+//! memory's peak into the figure: ~180 MiB with an edge running), while a
+//! child forked by `time` starts from `time`'s few hundred KiB. `timeout`
+//! stops the command at the limit and reaps it, so its CPU time is counted
+//! (killing `time` would leave the command running, holding the pipes).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -16,8 +23,7 @@ pub struct Measured {
     pub wall: Duration,
     /// User plus system CPU.
     pub cpu: Duration,
-    /// The most resident memory the child had, in KiB: its `VmHWM`, sampled
-    /// every 2 ms until it exits (`ru_maxrss` where that could not be read).
+    /// The most resident memory the command had, in KiB (GNU time's `%M`).
     pub peak_rss_kib: u64,
     /// Killed by us at the deadline rather than exiting by itself.
     pub timed_out: bool,
@@ -32,10 +38,40 @@ impl Measured {
 /// Runs `cmd` to its end (killing it after `limit`), collecting stdout and
 /// stderr, and measures it. Unlike [`super::run_with_deadline`], a run past
 /// the limit is returned (with `timed_out`), so a test can report the figure.
-pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
+///
+/// `cmd` must carry its whole environment (the harness's commands do, see
+/// [`super::TestEnv::isolate`]): it is rebuilt under `time`.
+pub fn measure(cmd: Command, limit: Duration) -> Measured {
+    measure_with_input(cmd, Stdio::null(), limit)
+}
+
+/// [`measure`], with `stdin` as the command's input.
+pub fn measure_with_input(cmd: Command, stdin: Stdio, limit: Duration) -> Measured {
     use std::io::Read;
+    const TIME: &str = "/usr/bin/time";
+    assert!(
+        std::path::Path::new(TIME).exists(),
+        "these tests measure with GNU time at {TIME} (apt-get install time)"
+    );
+    let rss_file = tempfile::NamedTempFile::new().expect("temp file");
+    let mut outer = Command::new(TIME);
+    outer
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(rss_file.path())
+        .args(["timeout", "-k", "2"])
+        .arg(format!("{}", limit.as_secs_f64()))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))));
+    if let Some(dir) = cmd.get_current_dir() {
+        outer.current_dir(dir);
+    }
     let start = Instant::now();
-    let mut child = cmd
+    let mut child = outer
+        .stdin(stdin)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -61,27 +97,6 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
     };
     let out = drain(Box::new(out));
     let err = drain(Box::new(err));
-    // a watchdog kills the child at the limit; wait4 below reaps it either
-    // way. Meanwhile it samples the child's VmHWM: ru_maxrss is no good here,
-    // as exec folds the high-water mark of the mm it replaces into it, and
-    // with vfork that mm is this (large, multi-edge) test process's own.
-    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
-    let watchdog = std::thread::spawn(move || {
-        let deadline = Instant::now() + limit;
-        let mut hwm_kib = 0;
-        loop {
-            hwm_kib = vm_hwm_kib(pid).unwrap_or(0).max(hwm_kib);
-            match done_rx.recv_timeout(Duration::from_millis(2)) {
-                Ok(()) => return (false, hwm_kib),
-                Err(_) if Instant::now() >= deadline => break,
-                Err(_) => {}
-            }
-        }
-        // SAFETY: kill has no memory-safety preconditions; the pid is not
-        // reaped until wait4 below returns, so it cannot have been reused.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-        (true, hwm_kib)
-    });
     let mut status = 0;
     // SAFETY: zeroed rusage is a valid value to be written into.
     let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
@@ -89,12 +104,17 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
     let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
     assert_eq!(rc, pid, "wait4: {}", std::io::Error::last_os_error());
     let wall = start.elapsed();
-    let _ = done_tx.send(());
-    let (timed_out, hwm_kib) = watchdog.join().unwrap_or((false, 0));
     // the child is reaped: std's Child must not wait for it again
     std::mem::forget(child);
     let tv = |t: libc::timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
     let code = libc::WIFEXITED(status).then(|| libc::WEXITSTATUS(status));
+    // the last line is the figure; before it, time may say how the child ended
+    let peak_rss_kib = std::fs::read_to_string(rss_file.path())
+        .ok()
+        .and_then(|t| t.lines().last().and_then(|l| l.trim().parse().ok()))
+        .unwrap_or(0);
+    // timeout's own statuses for "stopped at the limit"
+    let timed_out = matches!(code, Some(124) | Some(137));
     Measured {
         run: Run {
             code,
@@ -103,19 +123,7 @@ pub fn measure(mut cmd: Command, limit: Duration) -> Measured {
         },
         wall,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
-        peak_rss_kib: if hwm_kib > 0 {
-            hwm_kib
-        } else {
-            usage.ru_maxrss as u64
-        },
+        peak_rss_kib,
         timed_out,
     }
-}
-
-/// `VmHWM` of `/proc/<pid>/status` (the peak RSS since exec), in KiB; `None`
-/// once the process is a zombie.
-fn vm_hwm_kib(pid: libc::pid_t) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
-    line.split_whitespace().nth(1)?.parse().ok()
 }
