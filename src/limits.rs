@@ -25,6 +25,9 @@ pub const ORG_EXCHANGE: Duration = Duration::from_secs(7);
 pub const LOGIN_POLL: Duration = Duration::from_secs(60);
 /// How many polls a browser login makes before giving up.
 pub const LOGIN_POLLS: usize = 10;
+/// The shortest gap between two polls of the login service: a service that
+/// says "not yet" at once must not make the wait a busy loop.
+pub const LOGIN_POLL_GAP: Duration = Duration::from_secs(1);
 /// The whole browser login, as the user is told when it starts.
 pub const LOGIN_WAIT: Duration = Duration::from_secs(4 * 60);
 /// `cert_sign` (section 7.4), request and answer.
@@ -41,6 +44,10 @@ pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 /// again (the edge rotated its keys), but never a set younger than this: a
 /// server naming unknown keys cannot make it fetch in a loop.
 pub const JWKS_REFETCH_MIN_AGE: Duration = Duration::from_secs(2);
+
+/// After a failed `accept` (out of file descriptors, say), the listener
+/// waits this long before the next: the failure would repeat at once.
+pub const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 
 // ---- size caps ------------------------------------------------------------
 
@@ -62,9 +69,8 @@ pub const SSH_FILE: usize = 64 << 10;
 pub const LOCK_FILE: usize = 16 << 10;
 /// The edge profile (`CFACCESS_EDGE`): a CA and a few names.
 pub const EDGE_PROFILE: usize = 1 << 20;
-/// The shortest gap between two polls of the login service: a service that
-/// says "not yet" at once must not make the wait a busy loop.
-pub const LOGIN_POLL_GAP: Duration = Duration::from_secs(1);
+/// An ssh config file that `ssh-config --install` edits.
+pub const SSH_CONFIG_FILE: usize = 4 << 20;
 
 /// A deadline as a user reads it: `4m`, `30s`, `1m30s`.
 pub fn show(limit: Duration) -> String {

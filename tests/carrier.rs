@@ -382,3 +382,66 @@ fn a_session_cut_mid_transfer_ends_ssh_and_cfaccess_with_an_error() {
     let status = std::fs::read_to_string(&status_file).unwrap();
     assert_ne!(status.trim(), "0", "cfaccess must exit non-zero");
 }
+
+#[test]
+fn a_listener_out_of_file_descriptors_pauses_instead_of_spinning() {
+    use std::io::BufRead;
+    let env = TestEnv::new();
+    env.login();
+    let port = free_port();
+    // few descriptors: a handful of held connections exhaust them, and every
+    // accept then fails at once with EMFILE while connections wait in the queue
+    let mut cmd = Command::new("sh");
+    cmd.arg("-c")
+        .arg(r#"ulimit -n 20 && exec "$0" "$@""#)
+        .arg(env!("CARGO_BIN_EXE_cfaccess"))
+        .args(["access", "tcp", "--hostname", APP_HOST])
+        .arg("--url")
+        .arg(format!("127.0.0.1:{port}"));
+    env.isolate(&mut cmd);
+    let mut child = cmd
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let _child = KillOnDrop(child);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in stderr.lines().map_while(Result::ok) {
+            let _ = tx.send((Instant::now(), line));
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let next_line = |what: &str| loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok((at, line)) if line.contains(what) => return at,
+            Ok(_) => {}
+            Err(_) => panic!("no '{what}' line from the listener"),
+        }
+    };
+    next_line("Listening on");
+    let held: Vec<_> = (0..40)
+        .filter_map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).ok())
+        .collect();
+    let first = next_line("accepting a connection failed");
+    // what a second of failing accepts looks like: one try per pause, not a
+    // busy loop that logs thousands of lines
+    let window = Duration::from_secs(1);
+    let mut failures = 0;
+    while let Ok((at, line)) = rx.recv_timeout(Duration::from_secs(2)) {
+        if at > first + window {
+            break;
+        }
+        if line.contains("accepting a connection failed") {
+            failures += 1;
+        }
+    }
+    eprintln!("failed accepts logged in the first second: {failures}");
+    assert!(
+        failures <= 20,
+        "the accept loop spins: {failures} failures in {window:?}"
+    );
+    drop(held);
+}

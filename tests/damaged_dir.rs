@@ -289,16 +289,41 @@ fn huge_cache_files_are_corrupt_entries_read_no_further_than_their_cap() {
     assert!(m.peak_rss_mib() < MAX_RSS_MIB, "{m:#?}");
 }
 
+/// Makes a FIFO at `path`: opening it for reading blocks until a writer comes.
+fn mkfifo(path: &Path) {
+    let c = std::ffi::CString::new(path.to_str().unwrap()).unwrap();
+    // SAFETY: a valid NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+}
+
 #[test]
 fn a_fifo_at_the_token_path_is_no_token() {
     let env = TestEnv::new();
     env.login();
     std::fs::remove_file(env.token_file()).unwrap();
-    let c = std::ffi::CString::new(env.token_file().to_str().unwrap()).unwrap();
-    // SAFETY: a valid NUL-terminated path.
-    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    mkfifo(&env.token_file());
     let m = measured("token, FIFO at the token path", env.cmd(&["token", APP]));
     m.run.failure(1);
+    assert!(m.wall < Duration::from_secs(5), "{m:#?}");
+}
+
+#[test]
+fn a_fifo_as_the_ssh_config_to_install_into_is_refused_at_once() {
+    let env = TestEnv::new();
+    let config = env.tmp.path().join("ssh_config");
+    mkfifo(&config);
+    let args = [
+        "ssh-config",
+        "--hostname",
+        APP_HOST,
+        "--install",
+        "--config",
+    ];
+    let mut cmd = env.cmd(&args);
+    cmd.arg(&config);
+    let m = measured("ssh-config --install, FIFO as the config", cmd);
+    m.run.failure(1);
+    assert!(m.run.error_line().contains("not a regular file"), "{m:#?}");
     assert!(m.wall < Duration::from_secs(5), "{m:#?}");
 }
 

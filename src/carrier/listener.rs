@@ -8,6 +8,7 @@ use tokio::net::TcpListener;
 
 use super::{Target, open, pump};
 use crate::access::Access;
+use crate::limits;
 
 /// Why the listener could not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,7 +40,13 @@ pub async fn serve(
             accepted = listener.accept() => match accepted {
                 Ok(accepted) => accepted,
                 Err(e) => {
+                    // out of file descriptors, say: the error comes back at
+                    // once on every try, so pause rather than spin on it
                     tracing::warn!("accepting a connection failed: {e}");
+                    tokio::select! {
+                        () = tokio::time::sleep(limits::ACCEPT_RETRY) => {}
+                        () = &mut stop => return,
+                    }
                     continue;
                 }
             },

@@ -13,7 +13,9 @@ use crate::access::config_dir::ConfigDir;
 use crate::access::host::AppUrl;
 use crate::cli::SshConfigArgs;
 use crate::error::WithHint;
+use crate::limits;
 use crate::platform::atomic_file;
+use crate::platform::read::read_capped_string;
 use crate::ssh::config::{self as ssh_config, KeyDir};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
@@ -48,9 +50,9 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         Some(file) => file,
         None => ssh_dir()?.join("config"),
     };
-    let old = match std::fs::read_to_string(&file) {
+    let old = match read_capped_string(&file, limits::SSH_CONFIG_FILE) {
         Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => String::new(),
+        Err(e) if e.is_not_found() => String::new(),
         Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
     };
     let installed = ssh_config::install(&old, &hostname, &block);
