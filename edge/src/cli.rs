@@ -124,6 +124,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub cert_validity: Option<Duration>,
 
+    /// How long a client may take from a request's first byte to the end of
+    /// its headers (the first request's clock starts with the TLS handshake)
+    /// before its connection is closed
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a connection may stay open with no request in flight
+    /// (keep-alive) before it is closed; carried websockets (an ssh session)
+    /// are never closed for being idle
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// Log level of the messages on stderr (error, warn, info, debug, trace);
     /// tokens and secrets are never logged
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]

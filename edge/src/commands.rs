@@ -9,7 +9,7 @@ use std::time::Duration;
 use access_edge::browse::{self, Action, BrowseError, BrowseOptions};
 use access_edge::control::{self, Command as ControlCommand};
 use access_edge::ssh_ca;
-use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions};
+use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions, Timeouts};
 use anyhow::Context;
 
 use crate::cli::{CaCommand, CaTarget, Cli, Command, KeyType, ServeArgs};
@@ -95,6 +95,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auto_approve: args.auto_approve.clone(),
         poll_hold: args.poll_hold,
         edge_binary: None,
+        timeouts: Timeouts {
+            header: args.header_timeout,
+            idle: args.idle_timeout,
+            ..Timeouts::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -21,8 +21,10 @@ use crate::auth::policy::is_valid_email;
 use crate::auth::signing::Keys;
 use crate::auth::tokens::{Kind, Tokens};
 use crate::error::EdgeError;
+use crate::front::accept::{ClientAcceptor, Timeouts};
 use crate::front::router;
 use crate::front::tls::{self, Ca};
+use crate::limits;
 use crate::ops::config::Config;
 use crate::ops::control;
 use crate::ops::counters::{Carried, CarrierStats, Counters, Endpoint};
@@ -54,6 +56,8 @@ pub struct EdgeOptions {
     /// process's executable when it is access-edge, else an `access-edge`
     /// beside it or one directory up (where Cargo puts it for tests).
     pub edge_binary: Option<PathBuf>,
+    /// The deadlines of HTTP connections (carried websockets have none).
+    pub timeouts: Timeouts,
 }
 
 impl EdgeOptions {
@@ -71,6 +75,7 @@ impl EdgeOptions {
             auto_approve: None,
             poll_hold: DEFAULT_POLL_HOLD,
             edge_binary: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -180,6 +185,7 @@ impl Edge {
             )));
         }
         let listener = bind(opts.listen)?;
+        let timeouts = opts.timeouts;
         let prepared = tokio::task::spawn_blocking(move || prepare(opts))
             .await
             .map_err(|e| EdgeError::Runtime(format!("start-up failed: {e}")))??;
@@ -194,11 +200,17 @@ impl Edge {
         let server = axum_server::Handle::new();
         let app = router::build(state.clone());
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-            .acceptor(crate::front::accept::BufferedAcceptor);
-        let listening = axum_server::from_tcp(listener)
+            .handshake_timeout(timeouts.handshake)
+            .acceptor(ClientAcceptor { timeouts });
+        let mut listening = axum_server::from_tcp(listener)
             .map_err(|e| EdgeError::Runtime(format!("cannot serve: {e}")))?
             .acceptor(acceptor)
             .handle(server.clone());
+        // hyper answers a head over the cap with 431 and closes.
+        let http = listening.http_builder();
+        http.http1().max_buf_size(limits::REQUEST_HEAD.max(8192));
+        http.http2()
+            .max_header_list_size(u32::try_from(limits::REQUEST_HEAD).unwrap_or(u32::MAX));
         let serving = tokio::spawn(async move {
             if let Err(e) = listening.serve(app.into_make_service()).await {
                 tracing::error!("the server stopped: {e}");

@@ -25,6 +25,7 @@ use tokio::sync::watch;
 
 use crate::edge::EdgeState;
 use crate::error::EdgeError;
+use crate::limits;
 use crate::ops::counters::{CarrierStats, Endpoint};
 use crate::ops::state::{StateDir, files};
 
@@ -172,9 +173,12 @@ pub(crate) async fn serve(
 
 async fn connection(stream: tokio::net::UnixStream, edge: Arc<EdgeState>) {
     let (read, mut write) = stream.into_split();
-    // Commands are tiny: a bound keeps a stray client from filling memory.
-    let mut lines = tokio::io::BufReader::new(read.take(64 * 1024)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // Commands are tiny: a bound keeps a stray client from filling memory,
+    // and a deadline per line from holding a task forever.
+    let mut lines = tokio::io::BufReader::new(read.take(limits::CONTROL_INPUT)).lines();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(limits::CONTROL_IDLE, lines.next_line()).await
+    {
         if line.trim().is_empty() {
             continue;
         }
