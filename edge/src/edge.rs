@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 
+use crate::auth::login_nonce::Nonces;
 use crate::auth::login_service::LoginService;
 use crate::auth::org_exchange::Exchange;
 use crate::auth::policy::is_valid_email;
@@ -97,6 +98,7 @@ pub(crate) struct EdgeState {
     pub keys: Keys,
     pub tokens: Tokens,
     pub login_service: LoginService,
+    pub login_nonces: Nonces,
     pub exchange: Exchange,
     pub counters: Counters,
     pub carried: Arc<Carried>,
@@ -581,6 +583,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
             site,
             keys,
             login_service,
+            login_nonces: Nonces::default(),
             exchange: Exchange::default(),
             counters: Counters::default(),
             carried: Arc::default(),
