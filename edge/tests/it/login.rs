@@ -351,6 +351,9 @@ async fn token_lifetimes_can_change_at_run_time() {
     );
 }
 
+/// A forged post: what it is, its fields, its `Cookie` header.
+type Forged<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_form_served_for_a_login_can_approve_it_and_only_once() {
     let t = TestEdge::demo().await;
@@ -368,7 +371,7 @@ async fn only_the_form_served_for_a_login_can_approve_it_and_only_once() {
         .open_form(&login_url(APP, &t.aud(), &LoginKey::new(), true, false))
         .await;
 
-    let forged: [(&str, Vec<(&str, &str)>, Option<&str>); 5] = [
+    let forged: [Forged<'_>; 5] = [
         // a cross-site post: no nonce, no cookie
         ("no nonce nor cookie", approve.to_vec(), None),
         ("the field without the cookie", with_nonce.to_vec(), None),
