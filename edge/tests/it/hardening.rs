@@ -225,11 +225,17 @@ fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
 fn a_request_head_over_the_cap_is_refused() {
     let edge = Served::start(&[]);
     let mut tls = connect(edge.addr(), &edge.tls(b"http/1.1"));
-    let filler = "a".repeat(64 * 1024);
+    let filler = "a".repeat(40 * 1024);
     let request = format!("GET / HTTP/1.1\r\nHost: ssh.demo.test\r\nX-Filler: {filler}\r\n\r\n");
+    // The edge may close before it has read everything: then the write or
+    // the read fails, which is a refusal too, as long as no 302 comes back.
     let _ = tls.write_all(request.as_bytes());
     let mut answer = Vec::new();
     let _ = tls.read_to_end(&mut answer);
     let answer = String::from_utf8_lossy(&answer);
-    assert!(answer.starts_with("HTTP/1.1 431"), "{answer}");
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 431"),
+        "{answer}"
+    );
+    assert!(closed_by(&mut tls, Instant::now() + Duration::from_secs(5)));
 }
