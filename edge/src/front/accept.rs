@@ -249,7 +249,9 @@ impl ClientStream {
             let timer = self
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(deadline)));
-            if timer.deadline() != deadline {
+            // An elapsed timer is re-armed too, so a wake-up before the
+            // deadline cannot turn into a busy loop.
+            if timer.deadline() != deadline || timer.is_elapsed() {
                 timer.as_mut().reset(deadline);
             }
             if timer.as_mut().poll(cx).is_pending() {
