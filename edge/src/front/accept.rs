@@ -20,9 +20,9 @@
 use std::future::{Future, Ready, ready};
 use std::io;
 use std::pin::Pin;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::task::{Context, Poll};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::http::{Request, Version};
@@ -56,24 +56,48 @@ impl Default for Timeouts {
 
 /// What the handlers tell a connection's watchdog, shared between the
 /// stream and the requests on it (as a request extension).
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Shared {
     carrier: AtomicBool,
     /// Requests whose handler has not answered yet.
     in_flight: AtomicUsize,
-    /// Bumped when a request starts or is answered: the stream then knows
-    /// that the head it was timing is done, or that idleness starts afresh.
-    epoch: AtomicU64,
     /// HTTP/2: a request head is one frame, and frames that are no request
     /// (pings, window updates) come and go between requests.
     h2: AtomicBool,
+    activity: Mutex<Activity>,
+}
+
+/// When a request last started or was answered.
+#[derive(Debug)]
+struct Activity {
+    /// Bumped at each start and answer: the stream then knows that the head
+    /// it was timing is done, or that idleness starts afresh (at `at`).
+    epoch: u64,
+    at: Instant,
+    /// The stream's task, woken when the last request in flight is
+    /// answered: hyper need not read again then, and the idle deadline must
+    /// still be set.
+    waker: Option<Waker>,
 }
 
 /// A connection's handle for its requests.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub(crate) struct Connection(Arc<Shared>);
 
 impl Connection {
+    fn new() -> Connection {
+        Connection(Arc::new(Shared {
+            carrier: AtomicBool::new(false),
+            in_flight: AtomicUsize::new(0),
+            h2: AtomicBool::new(false),
+            activity: Mutex::new(Activity {
+                epoch: 0,
+                at: Instant::now(),
+                waker: None,
+            }),
+        }))
+    }
+
     /// The connection now carries a websocket: no HTTP deadline applies to
     /// it any more, and its reads go through the large buffer.
     pub fn carrier(&self) {
@@ -85,8 +109,20 @@ impl Connection {
             self.0.h2.store(true, Ordering::Relaxed);
         }
         self.0.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.0.epoch.fetch_add(1, Ordering::AcqRel);
+        self.bump(false);
         InFlight(self.clone())
+    }
+
+    fn activity(&self) -> std::sync::MutexGuard<'_, Activity> {
+        self.0.activity.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A request started or was answered; the stream's waker, if `take`.
+    fn bump(&self, take: bool) -> Option<Waker> {
+        let mut activity = self.activity();
+        activity.epoch += 1;
+        activity.at = Instant::now();
+        if take { activity.waker.take() } else { None }
     }
 }
 
@@ -95,9 +131,10 @@ struct InFlight(Connection);
 
 impl Drop for InFlight {
     fn drop(&mut self) {
-        let shared = &(self.0).0;
-        shared.in_flight.fetch_sub(1, Ordering::AcqRel);
-        shared.epoch.fetch_add(1, Ordering::AcqRel);
+        (self.0).0.in_flight.fetch_sub(1, Ordering::AcqRel);
+        if let Some(waker) = self.0.bump(true) {
+            waker.wake();
+        }
     }
 }
 
@@ -113,7 +150,7 @@ impl<S> Accept<TcpStream, S> for ClientAcceptor {
     type Future = Ready<io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let connection = Connection::default();
+        let connection = Connection::new();
         ready(stream.set_nodelay(true).map(|()| {
             (
                 ClientStream::new(stream, connection.clone(), self.timeouts),
@@ -200,11 +237,13 @@ impl ClientStream {
         if shared.carrier.load(Ordering::Acquire) {
             return None;
         }
-        let epoch = shared.epoch.load(Ordering::Acquire);
-        if epoch != self.epoch {
-            self.epoch = epoch;
-            self.idle_since = Instant::now();
-            self.head_since = None;
+        {
+            let activity = self.connection.activity();
+            if activity.epoch != self.epoch {
+                self.epoch = activity.epoch;
+                self.idle_since = activity.at;
+                self.head_since = None;
+            }
         }
         if shared.in_flight.load(Ordering::Acquire) > 0 {
             return None;
@@ -231,6 +270,20 @@ impl ClientStream {
     /// Called when the socket has nothing to give or take: `Ready(Err)` once
     /// the deadline has passed, else the timer is set to wake the task then.
     fn watch(&mut self, cx: &mut Context<'_>) -> Poll<io::Error> {
+        if self.connection.0.carrier.load(Ordering::Acquire) {
+            self.timer = None;
+            return Poll::Pending;
+        }
+        {
+            let mut activity = self.connection.activity();
+            if !activity
+                .waker
+                .as_ref()
+                .is_some_and(|w| w.will_wake(cx.waker()))
+            {
+                activity.waker = Some(cx.waker().clone());
+            }
+        }
         loop {
             let Some(deadline) = self.deadline() else {
                 self.timer = None;
