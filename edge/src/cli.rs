@@ -37,7 +37,7 @@ Files in the state dir:
                               (CFACCESS_EDGE=<this file>); written once ready
   browser                     a headless browser for this edge (BROWSER=<this file>)
   control.sock                the control socket (0600) for revoke, rotate-keys,
-                              expire-previous-key and stats
+                              expire-previous-key, stats and fault
   ssh-ca/<app>.key, .pub      an app's SSH CA (key 0600; `*` written as `_`),
                               made by `access-edge ca generate`
 
@@ -60,12 +60,18 @@ local part, valid --cert-validity (3m) from 10 s before it is issued
 (`cloudflared access ssh-gen --hostname HOST`, `cfaccess ssh-gen`). `stats`
 counts its requests.
 
+Limits: a TLS handshake has 10 s, a request head 10 s from its first byte
+(--header-timeout) and 32 KiB, a body 10 s and 64 KiB; a connection with no
+request in flight is closed after 60 s (--idle-timeout). Carried websockets
+have no such deadline: an idle ssh session stays open.
+
 Examples:
   access-edge
   access-edge --config team.toml --state-dir ~/.access-edge --listen 127.0.0.1:8443
   access-edge --auto-approve alice@example.com
   access-edge --origin 127.0.0.1:2222
   access-edge revoke alice@example.com --state-dir ~/.access-edge
+  access-edge fault login-service stall --state-dir ~/.access-edge   (see `access-edge fault --help`)
   access-edge ca generate --app ssh.demo.test --state-dir ~/.access-edge > /etc/ssh/access-edge-ca.pub";
 
 #[derive(Debug, Parser)]
@@ -124,6 +130,18 @@ pub struct ServeArgs {
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub cert_validity: Option<Duration>,
 
+    /// How long a client may take from a request's first byte to the end of
+    /// its headers (the first request's clock starts with the TLS handshake)
+    /// before its connection is closed
+    #[arg(long, value_name = "DURATION", default_value = "10s", value_parser = parse_duration)]
+    pub header_timeout: Duration,
+
+    /// How long a connection may stay open with no request in flight
+    /// (keep-alive) before it is closed; carried websockets (an ssh session)
+    /// are never closed for being idle
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
+
     /// Log level of the messages on stderr (error, warn, info, debug, trace);
     /// tokens and secrets are never logged
     #[arg(long, value_name = "LEVEL", default_value = "info", value_parser = ["error", "warn", "info", "debug", "trace"])]
@@ -177,6 +195,166 @@ pub enum Command {
     /// An app's SSH CA, which signs the certificates of cert_sign
     #[command(subcommand)]
     Ca(CaCommand),
+    /// Inject a fault into the running edge to rehearse a failure (or list
+    /// or clear the faults); it lasts until cleared or the edge stops
+    #[command(subcommand, after_help = FAULT_HELP)]
+    Fault(FaultCommand),
+}
+
+const FAULT_HELP: &str = "\
+Examples (each takes --state-dir DIR, the state dir of the running edge):
+  access-edge fault login-service fail --status 503 --state-dir DIR   every transfer poll fails
+  access-edge fault login-service stall --count 1 --state-dir DIR     the next poll never answers
+  access-edge fault login-service ok --state-dir DIR
+  access-edge fault cut-after 65536 --state-dir DIR     cut carried connections after 64 KiB
+  access-edge fault origin refuse --state-dir DIR       websocket upgrades get 502
+  access-edge fault handshake-delay 2s --state-dir DIR  answer upgrades 2 s late (0s: at once)
+  access-edge fault cert-sign expired --state-dir DIR   cert_sign issues expired certificates
+  access-edge fault cert-sign error --status 500 --message 'CA offline' --state-dir DIR
+  access-edge fault metadata stale-iat --state-dir DIR  app metadata JWTs carry a stale iat
+  access-edge fault list --state-dir DIR
+  access-edge fault clear --state-dir DIR";
+
+/// The running edge a command talks to.
+#[derive(Debug, Args)]
+pub struct Running {
+    /// The state dir of the running edge
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FaultCommand {
+    /// Make the login service's transfer polls fail, stall, or work again
+    LoginService {
+        /// fail: answer --status at once; stall: never answer (the client's
+        /// own timeout ends the poll); ok: answer normally
+        #[arg(value_enum)]
+        mode: LoginServiceMode,
+        /// How many polls [default: every poll until `ok`]
+        #[arg(long, value_name = "N")]
+        count: Option<u32>,
+        /// The status of a failing poll
+        #[arg(long, value_name = "STATUS", default_value_t = 503, value_parser = clap::value_parser!(u16).range(100..=599))]
+        status: u16,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Cut every carried connection (running ones too), with no close
+    /// frame, once it has sent BYTES to its client; `off` to stop
+    CutAfter {
+        #[arg(value_name = "BYTES|off", value_parser = parse_bytes_or_off)]
+        bytes: ByteLimit,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Answer websocket upgrades with the 502 of an origin that refused
+    /// (refuse), or reach the origin again (ok)
+    Origin {
+        #[arg(value_enum)]
+        mode: OriginMode,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Wait DURATION before answering each websocket upgrade (0s: at once)
+    HandshakeDelay {
+        #[arg(value_name = "DURATION", value_parser = parse_duration)]
+        delay: Duration,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Make cert_sign answer KIND instead of the certificate asked for
+    CertSign {
+        #[arg(value_enum)]
+        kind: CertSignKind,
+        /// The HTTP status of `error`
+        #[arg(long, value_name = "STATUS", default_value_t = 500, value_parser = clap::value_parser!(u16).range(100..=599))]
+        status: u16,
+        /// The message of `error`
+        #[arg(long, value_name = "TEXT", default_value = "cert_sign fault")]
+        message: String,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Put a flaw into every app metadata JWT (each one a client must refuse)
+    Metadata {
+        #[arg(value_enum)]
+        kind: MetadataKind,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Print the faults in force
+    List {
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Turn every fault off
+    Clear {
+        #[command(flatten)]
+        at: Running,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LoginServiceMode {
+    Fail,
+    Stall,
+    Ok,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OriginMode {
+    Refuse,
+    Ok,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum CertSignKind {
+    /// Answer {"status":STATUS,"message":TEXT} with that HTTP status
+    Error,
+    /// A valid certificate for another key than the one sent
+    OtherKey,
+    /// 200 with a body that is not JSON
+    Garbage,
+    /// 200 with a certificate that does not parse
+    BadCertificate,
+    /// A host certificate instead of a user certificate
+    HostCertificate,
+    /// A certificate whose validity already ended
+    Expired,
+    /// Answer normally
+    Ok,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum MetadataKind {
+    /// The signature does not match the claims
+    BadSignature,
+    /// The header names a key that is not in the JWKS
+    UnknownKid,
+    /// `hostname` names another host
+    WrongHostname,
+    /// `iat` is more than 24 hours old
+    StaleIat,
+    /// `iat` is in the future
+    FutureIat,
+    /// `auth_domain` is not under .cloudflareaccess.com
+    ForeignAuthDomain,
+    /// Sign metadata normally
+    Ok,
+}
+
+/// A number of bytes, or `off` (`None`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ByteLimit(pub Option<u64>);
+
+fn parse_bytes_or_off(text: &str) -> Result<ByteLimit, String> {
+    if text.eq_ignore_ascii_case("off") {
+        return Ok(ByteLimit(None));
+    }
+    text.parse()
+        .map(|n| ByteLimit(Some(n)))
+        .map_err(|_| "not a number of bytes, or `off`".to_owned())
 }
 
 #[derive(Debug, Subcommand)]

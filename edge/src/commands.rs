@@ -7,12 +7,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use access_edge::browse::{self, Action, BrowseError, BrowseOptions};
-use access_edge::control::{self, Command as ControlCommand};
+use access_edge::control::{self, Command as ControlCommand, FaultCommand as ControlFault};
 use access_edge::ssh_ca;
-use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions};
+use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions, Timeouts};
 use anyhow::Context;
 
-use crate::cli::{CaCommand, CaTarget, Cli, Command, KeyType, ServeArgs};
+use crate::cli::{CaCommand, CaTarget, Cli, Command, FaultCommand, KeyType, ServeArgs};
 
 /// An error in what the operator gave us: exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +66,80 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }),
         ),
         Some(Command::Ca(CaCommand::Show { target })) => ca_show(&target),
+        Some(Command::Fault(fault)) => {
+            let (state_dir, command) = fault_command(fault);
+            control_command(&state_dir, ControlCommand::Fault(command))
+        }
+    }
+}
+
+/// A value's name on the command line, which is the name the edge knows
+/// (clap's kebab-case).
+fn value_name<V: clap::ValueEnum>(value: &V) -> String {
+    value
+        .to_possible_value()
+        .map(|p| p.get_name().to_owned())
+        .unwrap_or_default()
+}
+
+/// `access-edge fault …` as a control command, and the edge it is for.
+fn fault_command(fault: FaultCommand) -> (PathBuf, ControlFault) {
+    use crate::cli::{CertSignKind, LoginServiceMode, OriginMode};
+    use access_edge::control::LoginServiceMode as Mode;
+    match fault {
+        FaultCommand::LoginService {
+            mode,
+            count,
+            status,
+            at,
+        } => (
+            at.state_dir,
+            ControlFault::LoginService {
+                mode: match mode {
+                    LoginServiceMode::Fail => Mode::Fail,
+                    LoginServiceMode::Stall => Mode::Stall,
+                    LoginServiceMode::Ok => Mode::Ok,
+                },
+                count,
+                status: Some(status),
+            },
+        ),
+        FaultCommand::CutAfter { bytes, at } => {
+            (at.state_dir, ControlFault::CutAfter { bytes: bytes.0 })
+        }
+        FaultCommand::Origin { mode, at } => (
+            at.state_dir,
+            ControlFault::Origin {
+                refuse: mode == OriginMode::Refuse,
+            },
+        ),
+        FaultCommand::HandshakeDelay { delay, at } => (
+            at.state_dir,
+            ControlFault::HandshakeDelay {
+                millis: u64::try_from(delay.as_millis()).unwrap_or(u64::MAX),
+            },
+        ),
+        FaultCommand::CertSign {
+            kind,
+            status,
+            message,
+            at,
+        } => (
+            at.state_dir,
+            ControlFault::CertSign {
+                kind: value_name(&kind),
+                status: (kind == CertSignKind::Error).then_some(status),
+                message: (kind == CertSignKind::Error).then_some(message),
+            },
+        ),
+        FaultCommand::Metadata { kind, at } => (
+            at.state_dir,
+            ControlFault::Metadata {
+                kind: value_name(&kind),
+            },
+        ),
+        FaultCommand::List { at } => (at.state_dir, ControlFault::List),
+        FaultCommand::Clear { at } => (at.state_dir, ControlFault::Clear),
     }
 }
 
@@ -95,6 +169,11 @@ fn serve(args: ServeArgs) -> anyhow::Result<ExitCode> {
         auto_approve: args.auto_approve.clone(),
         poll_hold: args.poll_hold,
         edge_binary: None,
+        timeouts: Timeouts {
+            header: args.header_timeout,
+            idle: args.idle_timeout,
+            ..Timeouts::default()
+        },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()

@@ -15,14 +15,17 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 
+use crate::auth::login_nonce::Nonces;
 use crate::auth::login_service::LoginService;
 use crate::auth::org_exchange::Exchange;
 use crate::auth::policy::is_valid_email;
 use crate::auth::signing::Keys;
 use crate::auth::tokens::{Kind, Tokens};
 use crate::error::EdgeError;
+use crate::front::accept::{ClientAcceptor, Timeouts};
 use crate::front::router;
 use crate::front::tls::{self, Ca};
+use crate::limits;
 use crate::ops::config::Config;
 use crate::ops::control;
 use crate::ops::counters::{Carried, CarrierStats, Counters, Endpoint};
@@ -54,6 +57,8 @@ pub struct EdgeOptions {
     /// process's executable when it is access-edge, else an `access-edge`
     /// beside it or one directory up (where Cargo puts it for tests).
     pub edge_binary: Option<PathBuf>,
+    /// The deadlines of HTTP connections (carried websockets have none).
+    pub timeouts: Timeouts,
 }
 
 impl EdgeOptions {
@@ -71,6 +76,7 @@ impl EdgeOptions {
             auto_approve: None,
             poll_hold: DEFAULT_POLL_HOLD,
             edge_binary: None,
+            timeouts: Timeouts::default(),
         }
     }
 }
@@ -92,6 +98,7 @@ pub(crate) struct EdgeState {
     pub keys: Keys,
     pub tokens: Tokens,
     pub login_service: LoginService,
+    pub login_nonces: Nonces,
     pub exchange: Exchange,
     pub counters: Counters,
     pub carried: Arc<Carried>,
@@ -180,6 +187,7 @@ impl Edge {
             )));
         }
         let listener = bind(opts.listen)?;
+        let timeouts = opts.timeouts;
         let prepared = tokio::task::spawn_blocking(move || prepare(opts))
             .await
             .map_err(|e| EdgeError::Runtime(format!("start-up failed: {e}")))??;
@@ -194,11 +202,17 @@ impl Edge {
         let server = axum_server::Handle::new();
         let app = router::build(state.clone());
         let acceptor = axum_server::tls_rustls::RustlsAcceptor::new(RustlsConfig::from_config(tls))
-            .acceptor(crate::front::accept::BufferedAcceptor);
-        let listening = axum_server::from_tcp(listener)
+            .handshake_timeout(timeouts.handshake)
+            .acceptor(ClientAcceptor { timeouts });
+        let mut listening = axum_server::from_tcp(listener)
             .map_err(|e| EdgeError::Runtime(format!("cannot serve: {e}")))?
             .acceptor(acceptor)
             .handle(server.clone());
+        // hyper answers a head over the cap with 431 and closes.
+        let http = listening.http_builder();
+        http.http1().max_buf_size(limits::REQUEST_HEAD.max(8192));
+        http.http2()
+            .max_header_list_size(u32::try_from(limits::REQUEST_HEAD).unwrap_or(u32::MAX));
         let serving = tokio::spawn(async move {
             if let Err(e) = listening.serve(app.into_make_service()).await {
                 tracing::error!("the server stopped: {e}");
@@ -569,6 +583,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
             site,
             keys,
             login_service,
+            login_nonces: Nonces::default(),
             exchange: Exchange::default(),
             counters: Counters::default(),
             carried: Arc::default(),

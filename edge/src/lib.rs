@@ -39,18 +39,22 @@
 //! unauthenticated requests; `app_host` serves requests on an app host;
 //! `carrier` answers its websocket upgrades, `destination` picks the origin
 //! (or bastion destination) and `relay` pumps the bytes;
-//! `login_page` and `html` are the browser login; `login_service` is the
+//! `login_page` and `html` are the browser login, and `login_nonce` binds
+//! a form's post to the page served for it; `login_service` is the
 //! sealed transfer long poll; `org_exchange` is single sign-on with the org
 //! token; [`ssh_ca`] keeps each app's SSH CA and `cert_sign` issues its
 //! certificates; `control` is the operator socket; `counters` and `faults`
-//! are for tests; [`browse`] is the headless browser; `profile` writes the
-//! edge profile.
+//! are for tests (and `access-edge fault`); [`browse`] is the headless
+//! browser; `profile` writes the edge profile; `limits` holds every deadline
+//! and size cap the edge imposes on its clients, and `accept` enforces the
+//! connection-level ones.
 
 pub mod auth;
 pub mod carrier;
 mod edge;
 mod error;
 pub mod front;
+mod limits;
 pub mod ops;
 mod site;
 pub mod ssh;
@@ -65,6 +69,7 @@ pub use auth::tokens::AccessClaims;
 pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
 pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
 pub use error::EdgeError;
+pub use front::accept::Timeouts;
 pub use ops::counters::{CarrierStats, Endpoint};
 pub use ops::faults::{CertSignFault, MetadataFault};
 pub use ops::profile::shell_word;

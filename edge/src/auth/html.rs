@@ -28,6 +28,9 @@ pub enum Page {
     BadRequest,
     /// The auth domain's sign-in page (no org session).
     SignIn,
+    /// A post that is not from a form this edge served for this login (a
+    /// forged, stale or replayed approval).
+    StaleForm,
 }
 
 impl Page {
@@ -39,16 +42,18 @@ impl Page {
             Page::Forbidden => "forbidden",
             Page::BadRequest => "bad-request",
             Page::SignIn => "sign-in",
+            Page::StaleForm => "stale-form",
         }
     }
 
-    const ALL: [Page; 6] = [
+    const ALL: [Page; 7] = [
         Page::Login,
         Page::Approved,
         Page::Denied,
         Page::Forbidden,
         Page::BadRequest,
         Page::SignIn,
+        Page::StaleForm,
     ];
 
     pub fn from_header(value: &str) -> Option<Page> {
@@ -57,7 +62,7 @@ impl Page {
 
     fn status(self) -> StatusCode {
         match self {
-            Page::Forbidden => StatusCode::FORBIDDEN,
+            Page::Forbidden | Page::StaleForm => StatusCode::FORBIDDEN,
             Page::BadRequest => StatusCode::BAD_REQUEST,
             _ => StatusCode::OK,
         }

@@ -7,20 +7,25 @@
 //! sealed to the key in the `token` parameter, to the login service for the
 //! waiting client. Denying, or an identity outside the policy, delivers
 //! nothing: the client keeps waiting, as with the real service.
+//!
+//! Only a post of the form this edge served for this login counts
+//! (`login_nonce`): anything else gets a 403 page and delivers nothing.
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::Response;
 use axum::{Extension, Form};
 use serde::Deserialize;
 
 use crate::auth::html::{self, Page, escape};
+use crate::auth::login_nonce;
 use crate::auth::login_service::ClientKey;
 use crate::auth::policy::{allows, is_valid_email};
 use crate::edge::EdgeState;
-use crate::front::router::AppHost;
+use crate::front::router::{AppHost, cookie};
+use crate::limits;
 use crate::ops::counters::Endpoint;
 use crate::site::App;
 
@@ -55,6 +60,9 @@ pub(crate) struct Submission {
     /// `approve` or `deny`.
     #[serde(default)]
     action: Option<String>,
+    /// The form's anti-forgery nonce (`login_nonce`).
+    #[serde(default)]
+    nonce: Option<String>,
 }
 
 /// A login request that passed validation.
@@ -91,13 +99,14 @@ pub(crate) async fn show(
     if let Some(email) = edge.settings().auto_approve {
         return approve(&edge, app, &target.host, &login, &email);
     }
-    form(&edge, app, &target.host, &params)
+    form(&edge, app, &target, &params)
 }
 
 /// `POST /cdn-cgi/access/cli`: the person's Approve or Deny.
 pub(crate) async fn submit(
     State(edge): State<Arc<EdgeState>>,
     Extension(target): Extension<AppHost>,
+    headers: HeaderMap,
     Form(form): Form<Submission>,
 ) -> Response {
     edge.counters.hit(Endpoint::LoginSubmit);
@@ -111,6 +120,17 @@ pub(crate) async fn submit(
         Ok(login) => login,
         Err(why) => return bad_request(&why),
     };
+    let client_key = form.params.token.as_deref().unwrap_or_default();
+    let cookie = cookie(&headers, &login_nonce::cookie_name(client_key));
+    if let Err(refusal) = edge.login_nonces.redeem(
+        target.app,
+        client_key,
+        form.nonce.as_deref(),
+        cookie.as_deref(),
+    ) {
+        tracing::warn!(app = %app.hostname, "refused a login form post: {refusal}");
+        return stale_form(&refusal);
+    }
     match form.action.as_deref() {
         Some("deny") => {
             tracing::info!(app = %app.hostname, "login refused on the login page");
@@ -244,6 +264,21 @@ fn denied(app: &App, host: &str) -> Response {
     )
 }
 
+fn stale_form(refusal: &login_nonce::Refusal) -> Response {
+    html::page(
+        Page::StaleForm,
+        "Login form not accepted",
+        &format!(
+            "<div class=\"mark bad\">!</div><h1>This login form was not accepted</h1>\
+             <p>Only the form this page served for this login can approve or refuse it, once: {}.</p>\
+             <p class=\"muted\">Nothing was sent to the waiting client. Open the login link again \
+             (or start the login again from the command line).</p>",
+            escape(&refusal.to_string())
+        ),
+        None,
+    )
+}
+
 fn bad_request(message_html: &str) -> Response {
     html::page(
         Page::BadRequest,
@@ -256,8 +291,11 @@ fn bad_request(message_html: &str) -> Response {
     )
 }
 
-/// The form itself.
-fn form(edge: &EdgeState, app: &App, host: &str, params: &CliParams) -> Response {
+/// The form itself, with a fresh nonce in a hidden field and a cookie.
+fn form(edge: &EdgeState, app: &App, target: &AppHost, params: &CliParams) -> Response {
+    let host = target.host.as_str();
+    let client_key = params.token.as_deref().unwrap_or_default();
+    let nonce = edge.login_nonces.issue(target.app, client_key);
     let hidden: String = [
         ("aud", &params.aud),
         ("token", &params.token),
@@ -274,6 +312,10 @@ fn form(edge: &EdgeState, app: &App, host: &str, params: &CliParams) -> Response
             escape(value)
         )
     })
+    .chain(std::iter::once(format!(
+        "<input type=\"hidden\" name=\"{}\" value=\"{nonce}\">\n",
+        login_nonce::FIELD
+    )))
     .collect();
     let identities: String = edge
         .site
@@ -332,5 +374,14 @@ fn form(edge: &EdgeState, app: &App, host: &str, params: &CliParams) -> Response
             "Or another email"
         },
     );
-    html::page(Page::Login, &format!("Sign in · {host}"), &body, None)
+    let mut page = html::page(Page::Login, &format!("Sign in · {host}"), &body, None);
+    let cookie = format!(
+        "{}={nonce}; Path=/cdn-cgi/access/cli; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+        login_nonce::cookie_name(client_key),
+        limits::LOGIN_NONCE_TTL.as_secs()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, value);
+    }
+    page
 }

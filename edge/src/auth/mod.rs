@@ -4,6 +4,7 @@
 
 pub(crate) mod discovery;
 pub(crate) mod html;
+pub(crate) mod login_nonce;
 pub(crate) mod login_page;
 pub(crate) mod login_service;
 pub(crate) mod org_exchange;

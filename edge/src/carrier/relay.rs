@@ -32,8 +32,9 @@
 //!
 //! Backpressure holds in both directions: each side is read only when the
 //! previous chunk has been written to the other, so a slow reader slows the
-//! writer on the far side. Memory per connection is one 64 KiB read buffer,
-//! the frame reader's buffer (at most one frame, frames over 16 MiB are
+//! writer on the far side. Memory per connection is one 1 MiB origin read buffer, the 256 KiB socket
+//! read buffer (`front::accept`),
+//! the frame reader's buffer (at most one frame, frames over 2 MiB are
 //! refused) and the TLS layer's bounded buffers.
 
 use std::io::{self, IoSlice};
@@ -51,7 +52,7 @@ use crate::ops::faults::Faults;
 const READ_BUF: usize = 1024 * 1024;
 /// Frames larger than this are a protocol error: a stream has no need for
 /// them, and the frame reader holds a whole frame in memory.
-const MAX_FRAME: usize = 16 << 20;
+const MAX_FRAME: usize = crate::limits::CLIENT_FRAME;
 /// How often a client whose input ended without a close frame is pinged.
 const PROBE_EVERY: Duration = Duration::from_secs(1);
 /// How long closing steps may take: the client's answering close frame, the

@@ -29,6 +29,7 @@ use crate::auth::html;
 use crate::carrier::destination::{self, JUMP_HEADER};
 use crate::carrier::relay;
 use crate::edge::EdgeState;
+use crate::front::accept::Connection;
 use crate::front::app_host::{self, Principal};
 use crate::front::router::{AppHost, header_str};
 use crate::ops::counters::{ActiveGuard, Endpoint};
@@ -101,6 +102,11 @@ pub(crate) async fn upgrade(
             return html::text(StatusCode::BAD_GATEWAY, &format!("access-edge: {problem}"));
         }
     };
+    // From the 101 on, the connection is a carried session: no HTTP
+    // deadline ends it, and its reads take the large buffer.
+    if let Some(connection) = request.extensions().get::<Connection>() {
+        connection.carrier();
+    }
     let session = Session {
         app: app.hostname.clone(),
         destination,

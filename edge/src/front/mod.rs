@@ -2,7 +2,7 @@
 //! accept loop, and the router that sends each request by its `Host` to the
 //! app host, the team's auth domain or the login service.
 
-pub(crate) mod accept;
+pub mod accept;
 pub(crate) mod app_host;
 pub(crate) mod router;
 pub(crate) mod tls;

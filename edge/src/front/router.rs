@@ -21,6 +21,7 @@ use crate::auth::login_service;
 use crate::auth::org_exchange;
 use crate::edge::EdgeState;
 use crate::front::app_host;
+use crate::limits;
 use crate::ops::counters::Endpoint;
 use crate::site::Site;
 use crate::ssh::cert_sign;
@@ -64,7 +65,53 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
             .fallback(not_found)
             .with_state(edge.clone()),
     };
-    Router::new().fallback(move |request: Request| dispatch(routers.clone(), edge.clone(), request))
+    Router::new()
+        .fallback(move |request: Request| dispatch(routers.clone(), edge.clone(), request))
+        .layer(axum::middleware::from_fn(bounded_body))
+}
+
+/// Reads every request body before any handler sees it, within
+/// [`limits::BODY_READ`] and [`limits::REQUEST_BODY`]: no handler can be
+/// held by a body that dribbles in or never ends. A websocket upgrade has
+/// no body and keeps its connection as it is.
+async fn bounded_body(request: Request, next: axum::middleware::Next) -> Response {
+    if crate::carrier::upgrade::is_upgrade(&request) {
+        return next.run(request).await;
+    }
+    let (parts, body) = request.into_parts();
+    let read = axum::body::to_bytes(body, limits::REQUEST_BODY);
+    let bytes = match tokio::time::timeout(limits::BODY_READ, read).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) => {
+            let too_large = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+            return if too_large {
+                html::text(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    &format!(
+                        "access-edge: the request body is larger than {} bytes",
+                        limits::REQUEST_BODY
+                    ),
+                )
+            } else {
+                html::text(
+                    StatusCode::BAD_REQUEST,
+                    &format!("access-edge: cannot read the request body: {e}"),
+                )
+            };
+        }
+        Err(_) => {
+            return html::text(
+                StatusCode::REQUEST_TIMEOUT,
+                &format!(
+                    "access-edge: the request body did not arrive within {}s",
+                    limits::BODY_READ.as_secs()
+                ),
+            );
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 async fn dispatch(routers: HostRouters, edge: Arc<EdgeState>, mut request: Request) -> Response {

@@ -12,10 +12,11 @@ use std::path::PathBuf;
 
 use cfaccess::access::edge_profile::{EdgeProfile, ProfileError};
 use cfaccess::access::http::HttpError;
-use reqwest::header::CONTENT_TYPE;
+use reqwest::header::{CONTENT_TYPE, COOKIE, SET_COOKIE};
 use url::{Url, form_urlencoded};
 
 use crate::auth::html::{EMAIL_HEADER, PAGE_HEADER, Page};
+use crate::auth::login_nonce;
 
 /// What to do on a login page.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -98,15 +99,29 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         match page_of(&response) {
             Some(Page::Login) => {
                 let page_url = response.url().clone();
+                // The form's nonce, twice: a browser posts the hidden field
+                // and sends back the cookie that came with the page.
+                let cookie = nonce_cookie(&response);
+                let html = read_capped(response, PAGE_CAP)
+                    .await
+                    .map_err(|e| failed(&page_url, e))?;
+                let nonce = hidden_field(&html, login_nonce::FIELD);
                 let mut body = form_urlencoded::Serializer::new(String::new());
                 body.extend_pairs(page_url.query_pairs());
                 body.extend_pairs(fields);
+                if let Some(nonce) = &nonce {
+                    body.append_pair(login_nonce::FIELD, nonce);
+                }
                 let mut action = page_url.clone();
                 action.set_query(None);
                 action.set_path("/cdn-cgi/access/cli");
-                let request = client
+                let mut request = client
                     .post(action.clone())
-                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+                    .header(CONTENT_TYPE, "application/x-www-form-urlencoded");
+                if let Some(cookie) = cookie {
+                    request = request.header(COOKIE, cookie);
+                }
+                let request = request
                     .body(body.finish())
                     .build()
                     .map_err(|e| failed(&action, e))?;
@@ -120,6 +135,46 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         }
     }
     Ok(describe(&response))
+}
+
+/// More than any login page this edge serves.
+const PAGE_CAP: usize = 256 << 10;
+
+/// The body, up to `cap` bytes (the rest is not read).
+async fn read_capped(
+    mut response: reqwest::Response,
+    cap: usize,
+) -> Result<String, reqwest::Error> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await? {
+        body.extend_from_slice(&chunk);
+        if body.len() >= cap {
+            body.truncate(cap);
+            break;
+        }
+    }
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+/// `name=value` of the login nonce cookie the page set, for a `Cookie`
+/// header.
+fn nonce_cookie(response: &reqwest::Response) -> Option<String> {
+    response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .filter_map(|v| v.split(';').next())
+        .find(|pair| pair.trim_start().starts_with(login_nonce::COOKIE_PREFIX))
+        .map(|pair| pair.trim().to_owned())
+}
+
+/// The value of the hidden input `name` in the edge's own form markup.
+fn hidden_field(html: &str, name: &str) -> Option<String> {
+    let marker = format!("type=\"hidden\" name=\"{name}\" value=\"");
+    let start = html.find(&marker)? + marker.len();
+    let len = html[start..].find('"')?;
+    Some(html[start..start + len].to_owned())
 }
 
 fn page_of(response: &reqwest::Response) -> Option<Page> {
@@ -146,6 +201,7 @@ fn describe(response: &reqwest::Response) -> Outcome {
         Some(Page::Forbidden) => format!("denied: {email} is not allowed to reach {host}"),
         Some(Page::BadRequest) => format!("error: the login link is not valid ({host})"),
         Some(Page::SignIn) => format!("sign-in page at {host}: no org session"),
+        Some(Page::StaleForm) => format!("error: the login form was not accepted at {host}"),
         None if status.is_success() => format!("opened {} ({status})", response.url()),
         None => format!("error: {status} from {}", response.url()),
     };

@@ -10,7 +10,12 @@
 //! ← {"ok":true,"message":"revoked every token issued to alice@example.com so far"}
 //! → {"cmd":"stats"}
 //! ← {"ok":true,"message":"","counters":{"discovery":1,…},"total":3,"carried":{"total":1,…}}
+//! → {"cmd":"fault","fault":"cut_after","bytes":4096}
+//! ← {"ok":true,"message":"carried connections are cut once they sent 4096 bytes to their client"}
 //! ```
+//!
+//! `fault` sets the faults of `ops::faults` in a running edge, for operators
+//! rehearsing failures offline (`access-edge fault …`).
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
@@ -25,7 +30,9 @@ use tokio::sync::watch;
 
 use crate::edge::EdgeState;
 use crate::error::EdgeError;
+use crate::limits;
 use crate::ops::counters::{CarrierStats, Endpoint};
+use crate::ops::faults::{CertSignFault, Faults, MetadataFault};
 use crate::ops::state::{StateDir, files};
 
 /// A request to a running edge.
@@ -40,6 +47,55 @@ pub enum Command {
     ExpirePreviousKey,
     /// The request counters.
     Stats,
+    /// Set, list or clear a fault.
+    Fault(FaultCommand),
+}
+
+/// A fault to set in a running edge (see `ops::faults`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "fault", rename_all = "snake_case")]
+pub enum FaultCommand {
+    /// Transfer polls answer `status` (`fail`), never answer (`stall`), or
+    /// work (`ok`); `count` polls, or every poll until `ok`.
+    LoginService {
+        mode: LoginServiceMode,
+        #[serde(default)]
+        count: Option<u32>,
+        #[serde(default)]
+        status: Option<u16>,
+    },
+    /// Cut carried connections once they sent `bytes` to their client
+    /// (`None`: stop).
+    CutAfter { bytes: Option<u64> },
+    /// Answer websocket upgrades with the 502 of a refused origin.
+    Origin { refuse: bool },
+    /// Wait before answering each websocket upgrade (0: answer at once).
+    HandshakeDelay { millis: u64 },
+    /// What `cert_sign` answers instead (`kind`: a name of
+    /// `CertSignFault::NAMES`, or `ok`).
+    CertSign {
+        kind: String,
+        #[serde(default)]
+        status: Option<u16>,
+        #[serde(default)]
+        message: Option<String>,
+    },
+    /// The flaw put into app metadata (`kind`: a name of
+    /// `MetadataFault::ALL`, or `ok`).
+    Metadata { kind: String },
+    /// The faults in force.
+    List,
+    /// Every fault off.
+    Clear,
+}
+
+/// What the login service does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LoginServiceMode {
+    Fail,
+    Stall,
+    Ok,
 }
 
 /// A running edge's answer.
@@ -172,9 +228,12 @@ pub(crate) async fn serve(
 
 async fn connection(stream: tokio::net::UnixStream, edge: Arc<EdgeState>) {
     let (read, mut write) = stream.into_split();
-    // Commands are tiny: a bound keeps a stray client from filling memory.
-    let mut lines = tokio::io::BufReader::new(read.take(64 * 1024)).lines();
-    while let Ok(Some(line)) = lines.next_line().await {
+    // Commands are tiny: a bound keeps a stray client from filling memory,
+    // and a deadline per line from holding a task forever.
+    let mut lines = tokio::io::BufReader::new(read.take(limits::CONTROL_INPUT)).lines();
+    while let Ok(Ok(Some(line))) =
+        tokio::time::timeout(limits::CONTROL_IDLE, lines.next_line()).await
+    {
         if line.trim().is_empty() {
             continue;
         }
@@ -220,6 +279,127 @@ async fn run(edge: &Arc<EdgeState>, command: Command) -> Reply {
             carried: Some(edge.carried.snapshot()),
             ..Reply::ok("")
         },
+        Command::Fault(fault) => {
+            let reply = set_fault(&edge.faults, fault);
+            if reply.ok {
+                tracing::info!("fault: {}", reply.message);
+            }
+            reply
+        }
+    }
+}
+
+/// Applies a fault command; the reply says what is now in force.
+fn set_fault(faults: &Faults, command: FaultCommand) -> Reply {
+    match command {
+        FaultCommand::LoginService {
+            mode,
+            count,
+            status,
+        } => {
+            let count = count.unwrap_or(u32::MAX);
+            let polls = if count == u32::MAX {
+                "every transfer poll until `fault login-service ok`".to_owned()
+            } else {
+                format!("the next {count} transfer polls")
+            };
+            match mode {
+                LoginServiceMode::Fail => {
+                    let status = status.unwrap_or(503);
+                    if !(100..=599).contains(&status) {
+                        return Reply::error(format!("{status} is not an HTTP status"));
+                    }
+                    faults.fail_login_service(count, status);
+                    Reply::ok(format!("the login service answers {status} to {polls}"))
+                }
+                LoginServiceMode::Stall => {
+                    faults.stall_login_service(count);
+                    Reply::ok(format!("the login service never answers {polls}"))
+                }
+                LoginServiceMode::Ok => {
+                    faults.fail_login_service(0, 0);
+                    faults.stall_login_service(0);
+                    Reply::ok("the login service answers normally")
+                }
+            }
+        }
+        FaultCommand::CutAfter { bytes } => {
+            faults.cut_websockets_after(bytes);
+            Reply::ok(match bytes {
+                Some(n) => {
+                    format!("carried connections are cut once they sent {n} bytes to their client")
+                }
+                None => "carried connections are no longer cut".to_owned(),
+            })
+        }
+        FaultCommand::Origin { refuse } => {
+            faults.refuse_origin(refuse);
+            Reply::ok(if refuse {
+                "websocket upgrades get 502: the origin refuses"
+            } else {
+                "websocket upgrades reach their origin"
+            })
+        }
+        FaultCommand::HandshakeDelay { millis } => {
+            let delay = (millis > 0).then(|| Duration::from_millis(millis));
+            faults.delay_handshake(delay);
+            Reply::ok(match delay {
+                Some(d) => format!(
+                    "websocket upgrades are answered after {}",
+                    humantime::format_duration(d)
+                ),
+                None => "websocket upgrades are answered at once".to_owned(),
+            })
+        }
+        FaultCommand::CertSign {
+            kind,
+            status,
+            message,
+        } => {
+            if kind == "ok" {
+                faults.set_cert_sign_fault(None);
+                return Reply::ok("cert_sign answers normally");
+            }
+            let message = message.unwrap_or_else(|| "cert_sign fault".to_owned());
+            match CertSignFault::from_name(&kind, status.unwrap_or(500), &message) {
+                Some(fault) => {
+                    faults.set_cert_sign_fault(Some(fault));
+                    Reply::ok(format!("cert_sign answers {kind}"))
+                }
+                None => Reply::error(format!(
+                    "no cert_sign fault {kind:?} (one of: {}, ok)",
+                    CertSignFault::NAMES.join(", ")
+                )),
+            }
+        }
+        FaultCommand::Metadata { kind } => {
+            if kind == "ok" {
+                faults.set_metadata_fault(None);
+                return Reply::ok("app metadata is signed normally");
+            }
+            match MetadataFault::from_name(&kind) {
+                Some(fault) => {
+                    faults.set_metadata_fault(Some(fault));
+                    Reply::ok(format!("app metadata carries the fault {kind}"))
+                }
+                None => Reply::error(format!(
+                    "no metadata fault {kind:?} (one of: {}, ok)",
+                    MetadataFault::ALL.map(|(_, n)| n).join(", ")
+                )),
+            }
+        }
+        FaultCommand::List => {
+            let lines = faults.describe();
+            Reply::ok(if lines.is_empty() {
+                "no faults".to_owned()
+            } else {
+                lines.join("\n")
+            })
+        }
+        FaultCommand::Clear => {
+            faults.clear();
+            Reply::ok("every fault cleared")
+        }
     }
 }
 
@@ -243,6 +423,22 @@ mod tests {
         assert_eq!(
             serde_json::to_string(&Command::Stats).unwrap(),
             r#"{"cmd":"stats"}"#
+        );
+        assert_eq!(
+            serde_json::to_string(&Command::Fault(FaultCommand::CutAfter { bytes: Some(9) }))
+                .unwrap(),
+            r#"{"cmd":"fault","fault":"cut_after","bytes":9}"#
+        );
+        let back: Command =
+            serde_json::from_str(r#"{"cmd":"fault","fault":"login_service","mode":"stall"}"#)
+                .unwrap();
+        assert_eq!(
+            back,
+            Command::Fault(FaultCommand::LoginService {
+                mode: LoginServiceMode::Stall,
+                count: None,
+                status: None
+            })
         );
     }
 

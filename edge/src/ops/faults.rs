@@ -63,6 +63,73 @@ pub enum CertSignFault {
     Expired,
 }
 
+impl MetadataFault {
+    /// Every fault, with the name the control socket and `access-edge fault
+    /// metadata` use.
+    pub const ALL: [(MetadataFault, &'static str); 6] = [
+        (MetadataFault::BadSignature, "bad-signature"),
+        (MetadataFault::UnknownKid, "unknown-kid"),
+        (MetadataFault::WrongHostname, "wrong-hostname"),
+        (MetadataFault::StaleIat, "stale-iat"),
+        (MetadataFault::FutureIat, "future-iat"),
+        (MetadataFault::ForeignAuthDomain, "foreign-auth-domain"),
+    ];
+
+    pub fn name(self) -> &'static str {
+        MetadataFault::ALL
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("?", |(_, n)| n)
+    }
+
+    pub fn from_name(name: &str) -> Option<MetadataFault> {
+        MetadataFault::ALL
+            .iter()
+            .find(|(_, n)| *n == name)
+            .map(|(f, _)| *f)
+    }
+}
+
+impl CertSignFault {
+    /// The names of the faults, as `access-edge fault cert-sign` takes them
+    /// (`error` takes a status and a message besides).
+    pub const NAMES: [&'static str; 6] = [
+        "error",
+        "other-key",
+        "garbage",
+        "bad-certificate",
+        "host-certificate",
+        "expired",
+    ];
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            CertSignFault::Error { .. } => "error",
+            CertSignFault::OtherKey => "other-key",
+            CertSignFault::Garbage => "garbage",
+            CertSignFault::BadCertificate => "bad-certificate",
+            CertSignFault::HostCertificate => "host-certificate",
+            CertSignFault::Expired => "expired",
+        }
+    }
+
+    /// The fault named `name`; `error` answers `status` with `message`.
+    pub fn from_name(name: &str, status: u16, message: &str) -> Option<CertSignFault> {
+        Some(match name {
+            "error" => CertSignFault::Error {
+                status,
+                message: message.to_owned(),
+            },
+            "other-key" => CertSignFault::OtherKey,
+            "garbage" => CertSignFault::Garbage,
+            "bad-certificate" => CertSignFault::BadCertificate,
+            "host-certificate" => CertSignFault::HostCertificate,
+            "expired" => CertSignFault::Expired,
+            _ => return None,
+        })
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct Faults {
     /// The flaw put into app metadata, if any.
@@ -167,6 +234,59 @@ impl Faults {
             .clone()
     }
 
+    /// Every fault off.
+    pub fn clear(&self) {
+        self.fail_login_service(0, 0);
+        self.stall_login_service(0);
+        self.set_metadata_fault(None);
+        self.cut_websockets_after(None);
+        self.refuse_origin(false);
+        self.delay_handshake(None);
+        self.set_cert_sign_fault(None);
+    }
+
+    /// One line per fault in force, for `access-edge fault list`.
+    pub fn describe(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        let (fail, status) = *self.fail.lock().unwrap_or_else(|p| p.into_inner());
+        if fail > 0 {
+            lines.push(format!(
+                "login-service: fail with {status} ({})",
+                polls(fail)
+            ));
+        }
+        let stall = *self.stall.lock().unwrap_or_else(|p| p.into_inner());
+        if stall > 0 {
+            lines.push(format!("login-service: stall ({})", polls(stall)));
+        }
+        if let Some(bytes) = self.cut_after() {
+            lines.push(format!(
+                "cut-after: {bytes} bytes to each carried connection's client"
+            ));
+        }
+        if self.origin_refused() {
+            lines.push("origin: refuse (every websocket upgrade gets 502)".into());
+        }
+        if let Some(delay) = self.handshake_delay() {
+            lines.push(format!(
+                "handshake-delay: {}",
+                humantime::format_duration(delay)
+            ));
+        }
+        if let Some(fault) = self.cert_sign_fault() {
+            lines.push(match fault {
+                CertSignFault::Error { status, message } => {
+                    format!("cert-sign: error {status} {message:?}")
+                }
+                other => format!("cert-sign: {}", other.name()),
+            });
+        }
+        if let Some(fault) = self.metadata_fault() {
+            lines.push(format!("metadata: {}", fault.name()));
+        }
+        lines
+    }
+
     /// Takes the fault for one transfer poll, if any is pending (failures
     /// before stalls).
     pub fn take_poll_fault(&self) -> Option<PollFault> {
@@ -186,9 +306,52 @@ impl Faults {
     }
 }
 
+/// How many polls a login service fault has left.
+fn polls(n: u32) -> String {
+    if n == u32::MAX {
+        "every poll until cleared".into()
+    } else {
+        format!("the next {n} polls")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clear_turns_everything_off_and_list_says_what_is_on() {
+        let f = Faults::default();
+        assert!(f.describe().is_empty());
+        f.fail_login_service(u32::MAX, 503);
+        f.refuse_origin(true);
+        f.set_metadata_fault(Some(MetadataFault::StaleIat));
+        assert_eq!(
+            f.describe(),
+            [
+                "login-service: fail with 503 (every poll until cleared)",
+                "origin: refuse (every websocket upgrade gets 502)",
+                "metadata: stale-iat"
+            ]
+        );
+        f.clear();
+        assert!(f.describe().is_empty());
+        assert_eq!(f.take_poll_fault(), None);
+    }
+
+    #[test]
+    fn fault_names_round_trip() {
+        for (fault, name) in MetadataFault::ALL {
+            assert_eq!(MetadataFault::from_name(name), Some(fault));
+            assert_eq!(fault.name(), name);
+        }
+        for name in CertSignFault::NAMES {
+            assert_eq!(
+                CertSignFault::from_name(name, 500, "x").unwrap().name(),
+                name
+            );
+        }
+    }
 
     #[test]
     fn faults_run_out() {

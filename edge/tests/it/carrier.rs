@@ -595,7 +595,9 @@ async fn an_origin_that_stops_reading_stalls_the_client() {
     let chunk = pattern(64 * 1024);
     let writer = tokio::spawn(async move {
         let mut total = 0u64;
-        while total < 256 * 1024 * 1024 {
+        // Twice what may be buffered: enough to see the stall, and short
+        // enough for a debug build on a loaded machine.
+        while total < 2 * BUFFERED_AT_MOST {
             tx.binary(&chunk, chunk.len()).await.unwrap();
             total += chunk.len() as u64;
             counter.store(total, Ordering::Relaxed);
@@ -692,4 +694,24 @@ async fn throughput() {
     println!(
         "1 GiB: direct loopback {direct_rate:.2} GB/s; through the edge: client→origin {up_rate:.2} GB/s, origin→client {down_rate:.2} GB/s"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_carried_session_outlives_the_http_idle_and_header_timeouts() {
+    let (addr, origin) = origin(echo).await;
+    let t = TestEdge::start_with(carrier_config(addr), |opts| {
+        opts.timeouts.idle = Duration::from_millis(300);
+        opts.timeouts.header = Duration::from_millis(300);
+    })
+    .await;
+    let token = token(&t, APP);
+    let mut ws = open(&t, APP, &[("cf-access-token", &token)]).await;
+    // Idleness is what is tested here: nothing to wait for but time.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    ws.tx.binary(b"still there?", 1024).await.unwrap();
+    let frame = read_frame(&mut ws.rx).await.unwrap();
+    assert_eq!(&frame.payload[..], b"still there?");
+    ws.tx.close().await.unwrap();
+    assert_eq!(receive_all(&mut ws.rx).await.close, Some(1000));
+    assert_eq!(within("the origin ends", origin).await.unwrap(), 12);
 }

@@ -113,21 +113,60 @@ impl TestEdge {
         request.send().await.unwrap()
     }
 
-    /// Posts the login form of `login_url` with `fields` added.
+    /// Opens the login page of `login_url` and posts its form with `fields`
+    /// added, as a browser does: with the form's nonce field and cookie.
     pub async fn submit(&self, login_url: &str, fields: &[(&str, &str)]) -> reqwest::Response {
+        let form = self.open_form(login_url).await;
+        let mut fields = fields.to_vec();
+        fields.push(("nonce", &form.nonce));
+        self.post_form(login_url, &fields, Some(&form.cookie)).await
+    }
+
+    /// Opens the login page and returns its form's nonce and cookie.
+    pub async fn open_form(&self, login_url: &str) -> LoginForm {
+        let page = self.get(login_url, &[]).await;
+        assert_eq!(header(&page, "x-access-edge-page"), Some("login"));
+        let cookie = page
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .find(|v| v.starts_with("CF_LoginNonce_"))
+            .expect("the login page sets its nonce cookie")
+            .to_owned();
+        let html = page.text().await.unwrap();
+        let marker = "name=\"nonce\" value=\"";
+        let start = html.find(marker).expect("the form has a nonce") + marker.len();
+        let nonce = html[start..][..html[start..].find('"').unwrap()].to_owned();
+        LoginForm {
+            nonce,
+            cookie: cookie.split(';').next().unwrap().to_owned(),
+            set_cookie: cookie,
+        }
+    }
+
+    /// Posts the login form of `login_url` with `fields` added, and the
+    /// `Cookie` header `cookie` if any (nothing else: a forged post).
+    pub async fn post_form(
+        &self,
+        login_url: &str,
+        fields: &[(&str, &str)],
+        cookie: Option<&str>,
+    ) -> reqwest::Response {
         let url = url::Url::parse(login_url).unwrap();
         let mut body = form_urlencoded::Serializer::new(String::new());
         body.extend_pairs(url.query_pairs());
         body.extend_pairs(fields.iter().copied());
         let mut action = url.clone();
         action.set_query(None);
-        self.client
+        let mut request = self
+            .client
             .post(action)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body.finish())
-            .send()
-            .await
-            .unwrap()
+            .header("content-type", "application/x-www-form-urlencoded");
+        if let Some(cookie) = cookie {
+            request = request.header("cookie", cookie);
+        }
+        request.body(body.finish()).send().await.unwrap()
     }
 
     /// One transfer poll for `client`.
@@ -135,6 +174,14 @@ impl TestEdge {
         self.get(&format!("https://{LOGIN}/transfer/{}", client.public), &[])
             .await
     }
+}
+
+/// A login form as served: its nonce, and its cookie as `name=value` and
+/// as set.
+pub struct LoginForm {
+    pub nonce: String,
+    pub cookie: String,
+    pub set_cookie: String,
 }
 
 /// A client's login keypair, as cfaccess and the official client make it.

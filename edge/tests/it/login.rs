@@ -94,7 +94,8 @@ async fn approving_on_the_page_delivers_both_tokens_sealed_to_the_client() {
     // delivered once
     let again = t.poll(&key).await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
-    assert_eq!(t.edge.count(Endpoint::LoginPage), 1);
+    // the page looked at above, and the one whose form was posted
+    assert_eq!(t.edge.count(Endpoint::LoginPage), 2);
     assert_eq!(t.edge.count(Endpoint::LoginSubmit), 1);
     assert_eq!(t.edge.count(Endpoint::TransferPoll), 2);
 }
@@ -348,4 +349,80 @@ async fn token_lifetimes_can_change_at_run_time() {
         org["exp"].as_u64().unwrap() - org["iat"].as_u64().unwrap(),
         120
     );
+}
+
+/// A forged post: what it is, its fields, its `Cookie` header.
+type Forged<'a> = (&'a str, Vec<(&'a str, &'a str)>, Option<&'a str>);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_the_form_served_for_a_login_can_approve_it_and_only_once() {
+    let t = TestEdge::demo().await;
+    t.edge.set_poll_hold(Duration::from_millis(50));
+    let key = LoginKey::new();
+    let url = login_url(APP, &t.aud(), &key, true, false);
+    let approve = [("email", "alice@example.com"), ("action", "approve")];
+    let form = t.open_form(&url).await;
+    assert!(form.set_cookie.contains("HttpOnly"), "{}", form.set_cookie);
+    assert!(form.set_cookie.contains("Secure"));
+    assert!(form.set_cookie.contains("SameSite=Strict"));
+    let nonce_field = ("nonce", form.nonce.as_str());
+    let with_nonce = [approve[0], approve[1], nonce_field];
+    let other = t
+        .open_form(&login_url(APP, &t.aud(), &LoginKey::new(), true, false))
+        .await;
+
+    let forged: [Forged<'_>; 5] = [
+        // a cross-site post: no nonce, no cookie
+        ("no nonce nor cookie", approve.to_vec(), None),
+        ("the field without the cookie", with_nonce.to_vec(), None),
+        (
+            "the cookie without the field",
+            approve.to_vec(),
+            Some(&form.cookie),
+        ),
+        (
+            "a wrong nonce",
+            vec![
+                approve[0],
+                approve[1],
+                ("nonce", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"),
+            ],
+            Some(&form.cookie),
+        ),
+        (
+            "another login's nonce and cookie",
+            vec![approve[0], approve[1], ("nonce", other.nonce.as_str())],
+            Some(&other.cookie),
+        ),
+    ];
+    for (what, fields, cookie) in forged {
+        let page = t.post_form(&url, &fields, cookie).await;
+        assert_eq!(page.status(), StatusCode::FORBIDDEN, "{what}");
+        assert_eq!(
+            header(&page, "x-access-edge-page"),
+            Some("stale-form"),
+            "{what}"
+        );
+        assert!(
+            page.text()
+                .await
+                .unwrap()
+                .contains("This login form was not accepted"),
+            "{what}"
+        );
+        assert_eq!(
+            t.poll(&key).await.status(),
+            StatusCode::NOT_FOUND,
+            "{what}: no token"
+        );
+    }
+
+    // the form as served approves once
+    let page = t.post_form(&url, &with_nonce, Some(&form.cookie)).await;
+    assert_eq!(header(&page, "x-access-edge-page"), Some("approved"));
+    assert_eq!(t.poll(&key).await.status(), StatusCode::OK);
+    // and not twice
+    let page = t.post_form(&url, &with_nonce, Some(&form.cookie)).await;
+    assert_eq!(page.status(), StatusCode::FORBIDDEN, "a replayed form");
+    assert_eq!(t.poll(&key).await.status(), StatusCode::NOT_FOUND);
 }

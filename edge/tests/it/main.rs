@@ -7,6 +7,8 @@ mod carrier;
 mod cert_sign;
 mod common;
 mod discovery;
+mod faults;
+mod hardening;
 mod login;
 mod org_exchange;
 mod process;
