@@ -468,7 +468,15 @@ fn cfaccess_under(env: &TestEnv, name: &str) -> PathBuf {
     let dir = env.tmp.path().join(name);
     std::fs::create_dir(&dir).unwrap();
     let exe = dir.join("cfaccess");
-    std::fs::copy(env!("CARGO_BIN_EXE_cfaccess"), &exe).unwrap();
+    // by cp, not std::fs::copy: a write descriptor open in this process
+    // leaks into children that other tests fork meanwhile, and exec of the
+    // copy then fails with "text file busy" until they exec in turn
+    let cp = Command::new("cp")
+        .arg(env!("CARGO_BIN_EXE_cfaccess"))
+        .arg(&exe)
+        .status()
+        .unwrap();
+    assert!(cp.success());
     exe
 }
 

@@ -121,10 +121,26 @@ fn install_crypto_provider() {
 /// or 302 answering a POST, turn into a GET without a body, as browsers and
 /// Go do.
 pub async fn send_following(client: &Client, request: Request) -> Result<Response, SendError> {
+    follow(client, request, true).await
+}
+
+/// Sends `request` and follows up to ten redirects anywhere, as a browser
+/// does: only for requests that carry no token, no cookie and no body of
+/// ours (access-edge's browser helper). Everything else uses
+/// [`send_following`].
+pub async fn follow_anywhere(client: &Client, request: Request) -> Result<Response, SendError> {
+    follow(client, request, false).await
+}
+
+async fn follow(
+    client: &Client,
+    request: Request,
+    same_origin: bool,
+) -> Result<Response, SendError> {
     let mut request = request;
     let mut hops = 0;
     loop {
-        if request.url().scheme() != "https" {
+        if same_origin && request.url().scheme() != "https" {
             return Err(SendError::Insecure(
                 request.url().origin().ascii_serialization(),
             ));
@@ -144,7 +160,7 @@ pub async fn send_following(client: &Client, request: Request) -> Result<Respons
         else {
             return Ok(response);
         };
-        if location.origin() != response.url().origin() {
+        if same_origin && location.origin() != response.url().origin() {
             return Err(SendError::Redirect(RedirectRefused {
                 from: response.url().origin().ascii_serialization(),
                 to: location.origin().ascii_serialization(),
@@ -163,44 +179,6 @@ pub async fn send_following(client: &Client, request: Request) -> Result<Respons
         request = next;
         hops += 1;
     }
-}
-
-/// Sends `request` and follows up to ten redirects anywhere, as a browser
-/// does: only for requests that carry no token, no cookie and no body of
-/// ours (access-edge's browser helper). Everything else uses
-/// [`send_following`].
-pub async fn follow_anywhere(client: &Client, request: Request) -> reqwest::Result<Response> {
-    let mut request = request;
-    for _ in 0..MAX_REDIRECTS {
-        let retry = request.try_clone();
-        let response = client.execute(request).await?;
-        let status = response.status();
-        let next = retry
-            .filter(|_| status.is_redirection())
-            .and_then(|mut next| {
-                let location = response
-                    .headers()
-                    .get(LOCATION)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|loc| response.url().join(loc).ok())?;
-                if status == StatusCode::SEE_OTHER
-                    || (matches!(status, StatusCode::MOVED_PERMANENTLY | StatusCode::FOUND)
-                        && next.method() == reqwest::Method::POST)
-                {
-                    *next.method_mut() = reqwest::Method::GET;
-                    *next.body_mut() = None;
-                    next.headers_mut().remove(reqwest::header::CONTENT_TYPE);
-                    next.headers_mut().remove(reqwest::header::CONTENT_LENGTH);
-                }
-                *next.url_mut() = location;
-                Some(next)
-            });
-        match next {
-            Some(next) => request = next,
-            None => return Ok(response),
-        }
-    }
-    client.execute(request).await
 }
 
 /// Reads `response`'s body chunk by chunk, never holding more than `cap`

@@ -74,17 +74,17 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
         .filter(|u| matches!(u.scheme(), "http" | "https"))
         .ok_or_else(|| BrowseError::BadUrl(opts.url.clone()))?;
 
-    let failed = |url: &Url, e: reqwest::Error| BrowseError::Request {
+    let failed = |url: &Url, e: &(dyn std::error::Error + 'static)| BrowseError::Request {
         url: url.to_string(),
-        message: error_chain(&e),
+        message: error_chain(e),
     };
     let request = client
         .get(url.clone())
         .build()
-        .map_err(|e| failed(&url, e))?;
+        .map_err(|e| failed(&url, &e))?;
     let mut response = cfaccess::access::http::follow_anywhere(&client, request)
         .await
-        .map_err(|e| failed(&url, e))?;
+        .map_err(|e| failed(&url, &e))?;
 
     let submit = match &opts.action {
         Action::Look => None,
@@ -104,7 +104,7 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
                 let cookie = nonce_cookie(&response);
                 let html = read_capped(response, PAGE_CAP)
                     .await
-                    .map_err(|e| failed(&page_url, e))?;
+                    .map_err(|e| failed(&page_url, &e))?;
                 let nonce = hidden_field(&html, login_nonce::FIELD);
                 let mut body = form_urlencoded::Serializer::new(String::new());
                 body.extend_pairs(page_url.query_pairs());
@@ -124,10 +124,10 @@ pub async fn browse(opts: &BrowseOptions) -> Result<Outcome, BrowseError> {
                 let request = request
                     .body(body.finish())
                     .build()
-                    .map_err(|e| failed(&action, e))?;
+                    .map_err(|e| failed(&action, &e))?;
                 response = cfaccess::access::http::follow_anywhere(&client, request)
                     .await
-                    .map_err(|e| failed(&action, e))?;
+                    .map_err(|e| failed(&action, &e))?;
             }
             // An auto-approving edge (or an earlier refusal) already decided.
             Some(_) => {}
