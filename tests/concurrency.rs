@@ -44,7 +44,7 @@ fn twenty_logins_at_once_make_one_login_page_visit() {
 
 /// The start time the lock protocol records for `pid`.
 fn start_time(pid: u32) -> i64 {
-    cfaccess::access::lock::process_start_ms(i64::from(pid)).expect("running process")
+    cfaccess::platform::process::start_time_ms(i64::from(pid)).expect("running process")
 }
 
 #[test]

@@ -23,6 +23,7 @@ use tracing::debug;
 use crate::limits;
 use crate::platform::atomic_file;
 use crate::platform::dir_watch::DirWatch;
+use crate::platform::process::start_time_ms as process_start_ms;
 use crate::platform::read::{FileId, ReadError, read_capped_nofollow};
 
 /// A lock older than this is stale whatever its owner is doing.
@@ -376,41 +377,6 @@ fn remove_if_same(lock: &Path, id: FileId) -> Result<(), LockError> {
     }
 }
 
-/// When process `pid` started, in ms since the epoch, as the official client
-/// computes it: boot time plus the start ticks from `/proc/<pid>/stat`.
-/// `None` when there is no such process.
-#[cfg(target_os = "linux")]
-pub fn process_start_ms(pid: i64) -> Option<i64> {
-    if pid <= 0 {
-        return None;
-    }
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // the command name may hold spaces and parentheses: fields start after the last ')'
-    let fields = &stat[stat.rfind(')')? + 1..];
-    let ticks: i64 = fields.split_whitespace().nth(19)?.parse().ok()?;
-    let boot = std::fs::read_to_string("/proc/stat").ok()?;
-    let btime: i64 = boot
-        .lines()
-        .find_map(|l| l.strip_prefix("btime "))?
-        .trim()
-        .parse()
-        .ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
-    let hz = if hz > 0 { hz as i64 } else { 100 };
-    Some(ticks * 1000 / hz + btime * 1000)
-}
-
-/// Elsewhere only liveness is known; a start time of 0 stands for "unknown".
-#[cfg(not(target_os = "linux"))]
-pub fn process_start_ms(pid: i64) -> Option<i64> {
-    let pid = libc::pid_t::try_from(pid).ok().filter(|p| *p > 0)?;
-    // SAFETY: kill with signal 0 only checks for the process.
-    let alive = unsafe { libc::kill(pid, 0) } == 0
-        || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-    alive.then_some(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -420,17 +386,6 @@ mod tests {
             Found::Lock { owner, .. } => owner,
             _ => None,
         }
-    }
-
-    #[test]
-    fn our_start_time_matches_the_official_formula() {
-        let me = process_start_ms(i64::from(std::process::id())).unwrap();
-        let now = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .unwrap()
-            .as_millis() as i64;
-        assert!(me <= now + 1000 && me > now - 3_600_000, "{me} vs {now}");
-        assert_eq!(process_start_ms(i64::from(i32::MAX)), None);
     }
 
     #[tokio::test]

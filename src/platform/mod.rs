@@ -5,6 +5,7 @@ pub mod atomic_file;
 pub mod browser;
 pub mod dir_watch;
 pub mod private_dir;
+pub mod process;
 pub mod read;
 pub mod signals;
 pub mod stdio;

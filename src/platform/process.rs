@@ -1,0 +1,67 @@
+//! When a process started, as the official client's lock code computes it
+//! (gopsutil's `CreateTime()`, milliseconds since the Unix epoch), so both
+//! clients agree on whether a lock's owner is still the process that took
+//! it (PROTOCOL.md section 3). `None` means there is no such process, or its
+//! start cannot be read (another user's, on some systems): the official
+//! client takes such a lock for stale, and so do we.
+
+/// The start time of process `pid`, in ms since the Unix epoch.
+pub fn start_time_ms(pid: i64) -> Option<i64> {
+    if pid <= 0 {
+        return None;
+    }
+    imp::start_time_ms(pid)
+}
+
+/// Linux: boot time plus the start ticks from `/proc/<pid>/stat`, so 10 ms
+/// granularity, as gopsutil computes it.
+#[cfg(target_os = "linux")]
+mod imp {
+    pub fn start_time_ms(pid: i64) -> Option<i64> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // the command name may hold spaces and parentheses: fields start after the last ')'
+        let fields = &stat[stat.rfind(')')? + 1..];
+        let ticks: i64 = fields.split_whitespace().nth(19)?.parse().ok()?;
+        let boot = std::fs::read_to_string("/proc/stat").ok()?;
+        let btime: i64 = boot
+            .lines()
+            .find_map(|l| l.strip_prefix("btime "))?
+            .trim()
+            .parse()
+            .ok()?;
+        // SAFETY: sysconf has no preconditions.
+        let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+        let hz = if hz > 0 { hz as i64 } else { 100 };
+        Some(ticks * 1000 / hz + btime * 1000)
+    }
+}
+
+/// Elsewhere only liveness is known; a start time of 0 stands for "unknown".
+#[cfg(not(target_os = "linux"))]
+mod imp {
+    pub fn start_time_ms(pid: i64) -> Option<i64> {
+        let pid = libc::pid_t::try_from(pid).ok()?;
+        // SAFETY: kill with signal 0 only checks for the process.
+        let alive = unsafe { libc::kill(pid, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        alive.then_some(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn our_start_time_is_recent_and_a_missing_process_has_none() {
+        let me = start_time_ms(i64::from(std::process::id())).expect("our own start time");
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64;
+        assert!(me <= now + 1000 && me > now - 3_600_000, "{me} vs {now}");
+        assert_eq!(start_time_ms(i64::from(i32::MAX)), None);
+        assert_eq!(start_time_ms(0), None);
+        assert_eq!(start_time_ms(-1), None);
+    }
+}
