@@ -16,7 +16,8 @@ use crate::error::WithHint;
 use crate::limits;
 use crate::platform::atomic_file;
 use crate::platform::read::read_capped_string;
-use crate::ssh::config::{self as ssh_config, KeyDir};
+use crate::platform::short_path::short_path;
+use crate::ssh::config::{self as ssh_config, KeyDir, Program, Style};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     let hostname = match args.hostname.as_deref() {
@@ -27,15 +28,22 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         None => "[your hostname]".into(),
     };
     let exe = std::env::current_exe().context("cannot find the path of this program")?;
+    let program = Program::new(&exe, short_path(&exe).as_deref());
     let dir = ConfigDir::locate()?;
     let key_dir = if dir.is_default() {
         KeyDir::Default
     } else {
         KeyDir::Path(dir.path().to_string_lossy().into_owned())
     };
-    let block = ssh_config::snippet(&exe, &hostname, args.short_lived_cert, &key_dir).hint(
-        "install cfaccess (or point CFACCESS_DIR) at a path without quotes, like /usr/local/bin/cfaccess",
-    )?;
+    let style = Style::native();
+    let block =
+        match ssh_config::snippet(style, &program, &hostname, args.short_lived_cert, &key_dir) {
+            Ok(block) => block,
+            Err(e) => {
+                let hint = e.hint();
+                return Err(e).hint(hint);
+            }
+        };
 
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
