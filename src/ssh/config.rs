@@ -28,11 +28,11 @@
 //!   command comes out of a config word that can hold no `"` at all (OpenSSH
 //!   9's `strdelim` ends the word at the second `"`), so cmd.exe sees no
 //!   quotes: the path must have no character cmd.exe splits a command at. It
-//!   is the path itself when it has none, else its 8.3 short form
-//!   (`C:\PROGRA~1\cfaccess\cfaccess.exe`), which never holds a space, `,`,
-//!   `;` or `=`; the characters cmd.exe reads specially (`&`, `(`, `^`, `%`)
-//!   are `^`-escaped. With neither form there is no way to write it, and it
-//!   is refused.
+//!   is the path itself or its 8.3 short form
+//!   (`C:\PROGRA~1\cfaccess\cfaccess.exe`, which never holds a space, `,`,
+//!   `;` or `=`), one needing no escape first; the characters cmd.exe reads
+//!   specially (`&`, `(`, `)`, `^`, `%`) are `^`-escaped. With neither form
+//!   there is no way to write it, and it is refused.
 //! - Key paths use `/`, which Windows and Win32-OpenSSH take as `\`, so no
 //!   backslash is left for OpenSSH 10's escapes to read; `~` is the user's
 //!   profile for Win32-OpenSSH, which is where the config dir is by default.
