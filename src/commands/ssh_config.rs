@@ -16,7 +16,8 @@ use crate::error::WithHint;
 use crate::limits;
 use crate::platform::atomic_file;
 use crate::platform::read::read_capped_string;
-use crate::ssh::config::{self as ssh_config, KeyDir};
+use crate::platform::short_path::short_path;
+use crate::ssh::config::{self as ssh_config, KeyDir, Program, Style};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     let hostname = match args.hostname.as_deref() {
@@ -27,15 +28,22 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         None => "[your hostname]".into(),
     };
     let exe = std::env::current_exe().context("cannot find the path of this program")?;
+    let program = Program::new(&exe, short_path(&exe).as_deref());
     let dir = ConfigDir::locate()?;
     let key_dir = if dir.is_default() {
         KeyDir::Default
     } else {
         KeyDir::Path(dir.path().to_string_lossy().into_owned())
     };
-    let block = ssh_config::snippet(&exe, &hostname, args.short_lived_cert, &key_dir).hint(
-        "install cfaccess (or point CFACCESS_DIR) at a path without quotes, like /usr/local/bin/cfaccess",
-    )?;
+    let style = Style::native();
+    let block =
+        match ssh_config::snippet(style, &program, &hostname, args.short_lived_cert, &key_dir) {
+            Ok(block) => block,
+            Err(e) => {
+                let hint = e.hint();
+                return Err(e).hint(hint);
+            }
+        };
 
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
@@ -103,6 +111,19 @@ fn ssh_hostname(given: &str) -> anyhow::Result<String> {
     }
     let url = AppUrl::parse(given).map_err(|e| UsageError(e.to_string()))?;
     let hostname = url.hostname();
+    // `%h` puts the name into the commands that sh or cmd.exe runs, and
+    // `Match host` into a config word (`=` splits one): a DNS name (IDNs
+    // come punycoded) or an address holds none of their special characters
+    if let Some(c) = hostname
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || ".-_:".contains(*c)))
+    {
+        return Err(UsageError(format!(
+            "the hostname '{given}' holds '{c}', which the shell or cmd.exe that runs ssh's \
+             commands would read as syntax; give the application's DNS name, like ssh.example.com"
+        ))
+        .into());
+    }
     if url.key_stem() != hostname {
         eprintln!(
             "note: ssh matches host names only, so the path {} of '{given}' is left out: \
@@ -125,5 +146,28 @@ fn ssh_dir() -> anyhow::Result<PathBuf> {
             Err(e).with_context(|| format!("cannot create {}", dir.display()))
         }
         _ => Ok(dir),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ssh_hostname;
+
+    #[test]
+    fn hostnames_that_commands_would_read_as_syntax_are_refused() {
+        for bad in [
+            "a&b.example.com",
+            "a=b.example.com",
+            "a(b).example.com",
+            "a$b.example.com",
+        ] {
+            let err = ssh_hostname(bad).unwrap_err().to_string();
+            assert!(err.contains("DNS name"), "{bad}: {err}");
+        }
+        assert_eq!(ssh_hostname("ssh.example.com").unwrap(), "ssh.example.com");
+        assert_eq!(
+            ssh_hostname("https://Ssh.Example.com/x").unwrap(),
+            "ssh.example.com"
+        );
     }
 }

@@ -7,5 +7,6 @@ pub mod dir_watch;
 pub mod private_dir;
 pub mod process;
 pub mod read;
+pub mod short_path;
 pub mod signals;
 pub mod stdio;

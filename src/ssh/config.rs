@@ -16,37 +16,131 @@
 //! (`argv_split`). A word is written only in the form both read the same
 //! way; a path that has no such form (a `"` in it, say) is refused with a
 //! clear error rather than printed broken.
+//!
+//! Win32-OpenSSH reads the same config with the same `readconf.c`, but runs
+//! the commands without a Unix shell, so [`Style::Windows`] writes them for
+//! what does run them there (the evidence is in the `windows` module below):
+//! - `ProxyCommand` goes to `CreateProcessW` as it is written (its
+//!   `build_commandline_string` keeps a command that starts with `"`), so the
+//!   path is in double quotes, which `CreateProcess` and every program's
+//!   argument parser read as one argv[0].
+//! - `Match exec` goes to `_wsystem`, that is `cmd.exe /c <command>`, and the
+//!   command comes out of a config word that can hold no `"` at all (OpenSSH
+//!   9's `strdelim` ends the word at the second `"`), so cmd.exe sees no
+//!   quotes: the path must have no character cmd.exe splits a command at. It
+//!   is the path itself or its 8.3 short form
+//!   (`C:\PROGRA~1\cfaccess\cfaccess.exe`, which never holds a space, `,`,
+//!   `;` or `=`), one needing no escape first; the characters cmd.exe reads
+//!   specially (`&`, `(`, `)`, `^`, `%`) are `^`-escaped. With neither form
+//!   there is no way to write it, and it is refused.
+//! - Key paths use `/`, which Windows and Win32-OpenSSH take as `\`, so no
+//!   backslash is left for OpenSSH 10's escapes to read; `~` is the user's
+//!   profile for Win32-OpenSSH, which is where the config dir is by default.
 
 use std::path::Path;
 
+/// Which OpenSSH the snippet is for: the ones that run commands through a
+/// Unix shell, or Win32-OpenSSH.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Style {
+    Unix,
+    Windows,
+}
+
+impl Style {
+    /// The style of the OS this binary runs on.
+    pub fn native() -> Style {
+        if cfg!(windows) {
+            Style::Windows
+        } else {
+            Style::Unix
+        }
+    }
+}
+
+/// The binary the snippet runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Program {
+    /// Its path, as the OS names it.
+    pub path: String,
+    /// On Windows, its 8.3 short form when the volume keeps short names
+    /// (`platform::short_path`); `None` elsewhere.
+    pub short_path: Option<String>,
+}
+
+impl Program {
+    pub fn new(path: &Path, short_path: Option<&Path>) -> Program {
+        Program {
+            path: path.to_string_lossy().into_owned(),
+            short_path: short_path.map(|p| p.to_string_lossy().into_owned()),
+        }
+    }
+}
+
 /// Why no snippet can be written for these paths.
 #[derive(Debug, thiserror::Error)]
-#[error(
-    "the path {path} holds {what}, which ssh's config file cannot carry the same way \
-     on every OpenSSH version"
-)]
+#[error("the path {path} holds {what}, {why}")]
 pub struct Unquotable {
     pub path: String,
     pub what: &'static str,
+    why: &'static str,
+    pub style: Style,
+}
+
+const NO_COMMON_FORM: &str =
+    "which ssh's config file cannot carry the same way on every OpenSSH version";
+
+impl Unquotable {
+    /// What the user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self.style {
+            Style::Unix => {
+                "install cfaccess (or point CFACCESS_DIR) at a path without quotes, \
+                 like /usr/local/bin/cfaccess"
+            }
+            Style::Windows => {
+                "install cfaccess in a folder without spaces or any of , ; = (or on a volume \
+                 with 8.3 short names, like C:\\Program Files\\cfaccess), or leave out \
+                 --short-lived-cert"
+            }
+        }
+    }
 }
 
 /// The block for `hostname`, with a final newline.
 pub fn snippet(
-    exe: &Path,
+    style: Style,
+    exe: &Program,
     hostname: &str,
     short_lived_cert: bool,
     key_dir: &KeyDir,
 ) -> Result<String, Unquotable> {
-    let exe_text = exe.to_string_lossy();
-    let exe = shell_word(&exe_text);
-    let proxy = format!("  ProxyCommand {exe} access ssh --hostname %h\n");
+    let (proxy_exe, exec) = match style {
+        Style::Unix => {
+            let exe_path = exe;
+            let exe = shell_word(&exe.path);
+            let exec = format!("{exe} access ssh-gen --hostname %h");
+            let exec = quoted(&exec).ok_or_else(|| unquotable(&exe_path.path, style));
+            (exe, exec)
+        }
+        Style::Windows => (
+            windows::proxy_program(&exe.path).ok_or_else(|| unquotable(&exe.path, style))?,
+            windows::exec_command(exe).ok_or_else(|| Unquotable {
+                path: exe.path.clone(),
+                what: "a space (or , ; =) and has no 8.3 short name",
+                why: "which cmd.exe cannot run from ssh's Match exec (it can hold no quotes)",
+                style,
+            }),
+        ),
+    };
+    let proxy = format!("  ProxyCommand {proxy_exe} access ssh --hostname %h\n");
     if !short_lived_cert {
         return Ok(format!("Host {hostname}\n{proxy}"));
     }
-    let exec = format!("{exe} access ssh-gen --hostname %h");
-    let exec = quoted(&exec).ok_or_else(|| unquotable(&exe_text))?;
-    let dir = key_dir.as_config_path();
-    let arg = |file: &str| config_arg(&format!("{dir}/{file}")).ok_or_else(|| unquotable(&dir));
+    let exec = exec?;
+    let dir = key_dir.as_config_path(style);
+    let arg =
+        |file: &str| config_arg(&format!("{dir}/{file}")).ok_or_else(|| unquotable(&dir, style));
     Ok(format!(
         "Match host {hostname} exec {exec}\n{proxy}  IdentityFile {}\n  CertificateFile {}\n",
         arg("%h-cf_key")?,
@@ -54,7 +148,7 @@ pub fn snippet(
     ))
 }
 
-fn unquotable(path: &str) -> Unquotable {
+fn unquotable(path: &str, style: Style) -> Unquotable {
     let what = if path.contains('"') {
         "a double quote"
     } else if path.contains('\'') {
@@ -65,6 +159,8 @@ fn unquotable(path: &str) -> Unquotable {
     Unquotable {
         path: path.to_owned(),
         what,
+        why: NO_COMMON_FORM,
+        style,
     }
 }
 
@@ -78,10 +174,16 @@ pub enum KeyDir {
 }
 
 impl KeyDir {
-    fn as_config_path(&self) -> String {
-        match self {
-            KeyDir::Default => "~/.cloudflared".into(),
-            KeyDir::Path(p) => p.trim_end_matches('/').replace('%', "%%"),
+    fn as_config_path(&self, style: Style) -> String {
+        match (self, style) {
+            (KeyDir::Default, _) => "~/.cloudflared".into(),
+            (KeyDir::Path(p), Style::Unix) => p.trim_end_matches('/').replace('%', "%%"),
+            // `C:/Users/me/keys`: Windows takes `/` for `\\` and leaves no
+            // backslash for OpenSSH 10's escapes to read
+            (KeyDir::Path(p), Style::Windows) => windows::strip_verbatim(p)
+                .replace('\\', "/")
+                .trim_end_matches('/')
+                .replace('%', "%%"),
         }
     }
 }
@@ -103,7 +205,7 @@ fn shell_word(word: &str) -> String {
 /// parser reads specially, else double-quoted; `None` when no quoting reads
 /// the same under every OpenSSH version.
 fn config_arg(arg: &str) -> Option<String> {
-    if arg.contains(|c: char| c.is_whitespace() || "\"'\\#".contains(c)) {
+    if arg.contains(|c: char| c.is_whitespace() || "\"'\\#=".contains(c)) {
         quoted(arg)
     } else {
         Some(arg.to_owned())
@@ -124,6 +226,113 @@ fn quoted(text: &str) -> Option<String> {
     }
     Some(format!("\"{text}\""))
 }
+
+/// The commands as Win32-OpenSSH runs them.
+///
+/// Read from PowerShell/openssh-portable (the same at v8.1.0.0, v9.5.0.0 and
+/// its latest): `ssh_proxy_connect` hands the expanded `ProxyCommand` to
+/// `posix_spawnp` as one string, whose `build_commandline_string` keeps a
+/// command starting with `"` as it is (and otherwise quotes up to the first
+/// `.exe` followed by a space, a guess this avoids) for `CreateProcessW`.
+/// `execute_in_shell` (`Match exec`) is `system(cmd)`, i.e. `w32_system`:
+/// `_wsystem`, which the CRT runs as `%COMSPEC% /c <command>`, joined
+/// unquoted. What cmd.exe does with that command:
+/// - `/c` with no `"` in the command leaves it as it is (its quote rules
+///   only strip a leading `"` and the last one);
+/// - `%name%` is replaced when `name` is set (on cmd's own command line an
+///   unset one stays as written, and there is no `%%` escape), so each `%` is
+///   followed by a `^`: the name then starts with `^`, which no variable has,
+///   and the `^` goes away with the other escapes;
+/// - outside quotes `^` makes the next character plain and is dropped; `&`,
+///   `|`, `<`, `>`, `(` and `)` would end or group commands, so they get one;
+/// - the command name ends at the first space, tab, `,`, `;` or `=` (or
+///   0x0B, 0x0C, 0xFF), and a `^` does not make a space part of a path the
+///   program then sees as its argv[0]: the started program gets the line
+///   with the carets gone, and `CommandLineToArgvW` (and Rust's std, which
+///   follows it) splits argv[0] at the first space outside quotes. So a
+///   space in the path cannot be escaped: the 8.3 short name is the only
+///   form without one. `GetShortPathNameW` gives it; on a volume without
+///   short names it returns the long path, and the path is refused.
+/// - `!` is plain: delayed expansion is off for `cmd /c` unless turned on
+///   in the registry.
+///
+/// Seen under Wine too (its own cmd.exe, started through `_wsystem` as
+/// Win32-OpenSSH does): `C:\PROG~FBU\cfaccess\cfaccess.exe access ssh-gen
+/// --hostname h` (Wine's short name) ran with exactly that argv, while
+/// `C:\Program^ Files\…` was not found, and Wine's cmd.exe did not take
+/// `C:\a^&b^(x^)\…` as a name either: hence a form needing no `^` first.
+mod windows {
+    use super::{Program, quoted};
+
+    /// `"C:\Program Files\cfaccess\cfaccess.exe"` for `ProxyCommand`.
+    pub(super) fn proxy_program(path: &str) -> Option<String> {
+        let path = strip_verbatim(path);
+        (!path.contains('"')).then(|| format!("\"{}\"", path.replace('%', "%%")))
+    }
+
+    /// The `Match exec` word: the command in double quotes, with a path
+    /// cmd.exe runs as one name. A form that needs no `^` at all comes
+    /// first (the long path, then the short one), so that escapes are
+    /// relied on only where no name avoids them: an 8.3 name keeps `&`, `(`,
+    /// `)`, `^` and `%`, which are valid in one.
+    pub(super) fn exec_command(exe: &Program) -> Option<String> {
+        let forms: Vec<&str> = [Some(exe.path.as_str()), exe.short_path.as_deref()]
+            .into_iter()
+            .flatten()
+            .map(strip_verbatim)
+            .filter(|p| !p.contains(splits_command) && !p.contains('"'))
+            .collect();
+        let plain = forms.iter().filter(|p| !p.contains(escaped));
+        plain.chain(forms.iter()).find_map(|p| {
+            let program = cmd_escape(p).replace('%', "%%");
+            quoted(&format!("{program} access ssh-gen --hostname %h"))
+        })
+    }
+
+    /// What [`cmd_escape`] puts a `^` before or after.
+    fn escaped(c: char) -> bool {
+        matches!(c, '&' | '|' | '<' | '>' | '(' | ')' | '^' | '%')
+    }
+
+    /// Where cmd.exe ends a command's name.
+    fn splits_command(c: char) -> bool {
+        matches!(
+            c,
+            ' ' | '\t' | ',' | ';' | '=' | '\u{0B}' | '\u{0C}' | '\u{FF}' | '\u{A0}'
+        )
+    }
+
+    /// `path` with cmd.exe's specials `^`-escaped and each `%` kept from
+    /// expanding (see the module's comment).
+    pub(super) fn cmd_escape(path: &str) -> String {
+        let special = |c: char| matches!(c, '&' | '|' | '<' | '>' | '(' | ')' | '^');
+        let mut out = String::with_capacity(path.len() * 2);
+        let mut chars = path.chars().peekable();
+        while let Some(c) = chars.next() {
+            if special(c) {
+                out.push('^');
+            }
+            out.push(c);
+            // the next character's own `^` does the same job
+            if c == '%' && !chars.peek().is_some_and(|&n| special(n)) {
+                out.push('^');
+            }
+        }
+        out
+    }
+
+    /// `C:\x` for `\\?\C:\x`, `\\server\share` for `\\?\UNC\server\share`: the
+    /// same file, in the form every program takes.
+    pub(super) fn strip_verbatim(path: &str) -> &str {
+        match path.strip_prefix(r"\\?\") {
+            Some(rest) if rest.as_bytes().get(1) == Some(&b':') => rest,
+            _ => path,
+        }
+    }
+}
+
+#[cfg(test)]
+mod windows_tests;
 
 /// The result of installing a block into a config file's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -179,14 +388,32 @@ mod tests {
 
     const EXE: &str = "/usr/local/bin/cfaccess";
 
+    fn unix(path: &str) -> Program {
+        Program::new(Path::new(path), None)
+    }
+
     #[test]
     fn the_snippets_are_the_documented_ones() {
         assert_eq!(
-            snippet(Path::new(EXE), "ssh.example.com", false, &KeyDir::Default).unwrap(),
+            snippet(
+                Style::Unix,
+                &unix(EXE),
+                "ssh.example.com",
+                false,
+                &KeyDir::Default
+            )
+            .unwrap(),
             "Host ssh.example.com\n  ProxyCommand /usr/local/bin/cfaccess access ssh --hostname %h\n"
         );
         assert_eq!(
-            snippet(Path::new(EXE), "ssh.example.com", true, &KeyDir::Default).unwrap(),
+            snippet(
+                Style::Unix,
+                &unix(EXE),
+                "ssh.example.com",
+                true,
+                &KeyDir::Default
+            )
+            .unwrap(),
             "Match host ssh.example.com exec \"/usr/local/bin/cfaccess access ssh-gen --hostname %h\"\n  \
              ProxyCommand /usr/local/bin/cfaccess access ssh --hostname %h\n  \
              IdentityFile ~/.cloudflared/%h-cf_key\n  \
@@ -197,7 +424,8 @@ mod tests {
     #[test]
     fn odd_paths_are_quoted_and_escaped() {
         let s = snippet(
-            Path::new("/opt/my tools/100%/cfaccess"),
+            Style::Unix,
+            &unix("/opt/my tools/100%/cfaccess"),
             "h",
             true,
             &KeyDir::Path("/var/keys 1/".into()),
@@ -217,7 +445,8 @@ mod tests {
     fn paths_both_parsers_read_alike_are_quoted_and_the_rest_refused() {
         // a backslash and a space: fine in double quotes for both parsers
         let s = snippet(
-            Path::new(r"/opt/a\b c/cfaccess"),
+            Style::Unix,
+            &unix(r"/opt/a\b c/cfaccess"),
             "h",
             true,
             &KeyDir::Default,
@@ -231,7 +460,8 @@ mod tests {
         );
         // any path works in ProxyCommand, which ssh keeps verbatim
         let plain = snippet(
-            Path::new(r#"/o/it's "x"/cfaccess"#),
+            Style::Unix,
+            &unix(r#"/o/it's "x"/cfaccess"#),
             "h",
             false,
             &KeyDir::Default,
@@ -244,13 +474,13 @@ mod tests {
             (r#"/o/"x"/cfaccess"#, "a double quote"),
             ("/o/it's/cfaccess", "a single quote"),
         ] {
-            let err = snippet(Path::new(exe), "h", true, &KeyDir::Default).unwrap_err();
+            let err = snippet(Style::Unix, &unix(exe), "h", true, &KeyDir::Default).unwrap_err();
             assert_eq!(err.what, what, "{exe}");
         }
         let dir = KeyDir::Path(r#"/k/"q""#.into());
-        assert!(snippet(Path::new("/bin/cfaccess"), "h", true, &dir).is_err());
+        assert!(snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).is_err());
         let dir = KeyDir::Path("/k/it's".into());
-        let s = snippet(Path::new("/bin/cfaccess"), "h", true, &dir).unwrap();
+        let s = snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).unwrap();
         assert!(s.contains("IdentityFile \"/k/it's/%h-cf_key\"\n"), "{s}");
     }
 
