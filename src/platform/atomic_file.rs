@@ -60,9 +60,10 @@ fn create_new_with_link(
     let linked = written.and_then(|()| link(&tmp_path, path));
     let _ = std::fs::remove_file(&tmp_path);
     match linked {
-        Err(e) if e.kind() != io::ErrorKind::AlreadyExists && !path_exists(path) => {
+        Err(ref e) if e.kind() != io::ErrorKind::AlreadyExists => {
             // No hard links here (Unsupported, PermissionDenied or EPERM, as
-            // FAT and SMB answer): a real failure fails the create as well.
+            // FAT and SMB answer): a real failure fails the create as well,
+            // and a file there already is AlreadyExists as with the link.
             let mut file = create_new(path, mode)?;
             let result = file.write_all(data).and_then(|()| file.sync_all());
             if result.is_err() {
@@ -73,10 +74,6 @@ fn create_new_with_link(
         }
         other => other,
     }
-}
-
-fn path_exists(path: &Path) -> bool {
-    std::fs::symlink_metadata(path).is_ok()
 }
 
 /// Replaces `path` with `data`, atomically, the new file having `mode`.
