@@ -210,7 +210,11 @@ windows_smoke() {
   fi
 
   "$wine" wineserver -k 2>/dev/null
-  rm -rf "$work"
+  if [ "$failures" -gt 0 ]; then
+    echo "      (kept $work for a look)"
+  else
+    rm -rf "$work"
+  fi
 }
 
 main() {
