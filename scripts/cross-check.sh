@@ -127,6 +127,8 @@ windows_smoke() {
   step "an echo origin" wait_for 10 test -s "$work/echo.port" || return 1
   local echo_port
   echo_port=$(cat "$work/echo.port")
+  # the demo app's SSH CA, for ssh-gen
+  "$edge" ca generate --app ssh.demo.test --state-dir "$work/edge" >/dev/null 2>"$work/ca.log"
   "$edge" --state-dir "$work/edge" --auto-approve smoke@example.com \
     --origin "127.0.0.1:$echo_port" >"$work/edge.out" 2>"$work/edge.log" &
   pids+=($!)
@@ -202,7 +204,11 @@ windows_smoke() {
   case $tests in '' | /*) ;; *) tests=$root/$tests ;; esac
   if [ -n "$tests" ]; then
     cp "$out/bcryptprimitives.dll" "$(dirname "$tests")/"
-    (cd "$work" && "$wine" "$tests" -q) >"$work/unit.out" 2>&1
+    # Wine 8 accepts SetNamedSecurityInfoW but keeps no DACL (it stores
+    # none, and the Unix mode stays): that test needs real Windows (CI)
+    local skip=a_created_dir_has_an_owner_only_protected_dacl
+    echo "      skipped under Wine: $skip (Wine does not keep the DACL set)"
+    (cd "$work" && "$wine" "$tests" -q --skip "$skip") >"$work/unit.out" 2>&1
     step "windows: cargo test --lib under Wine ($(grep -Eo '[0-9]+ passed; [0-9]+ failed' "$work/unit.out" | tail -1))" \
       grep -q 'test result: ok' "$work/unit.out" || grep -E 'FAILED|panicked' "$work/unit.out" | sed 's/^/      /'
   else

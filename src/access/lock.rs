@@ -446,13 +446,33 @@ mod tests {
         }
     }
 
+    /// A live process other than ours, kept alive while the guard lives:
+    /// init on Unix, a child waiting on its stdin elsewhere.
+    fn other_live_process() -> (i64, Option<std::process::Child>) {
+        if cfg!(unix) {
+            return (1, None);
+        }
+        let child = std::process::Command::new("cmd")
+            .args(["/c", "pause"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (i64::from(child.id()), Some(child))
+    }
+
     #[tokio::test]
     async fn an_old_lock_of_a_live_process_is_stale() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("t-token");
         let lock_path = dir.path().join("t-token.lock");
-        let init = process_start_ms(1).unwrap();
-        std::fs::write(&lock_path, format!("{{\"pid\":1,\"start_time\":{init}}}\n")).unwrap();
+        let (pid, _live) = other_live_process();
+        let init = process_start_ms(pid).unwrap();
+        std::fs::write(
+            &lock_path,
+            format!("{{\"pid\":{pid},\"start_time\":{init}}}\n"),
+        )
+        .unwrap();
         let old = SystemTime::now() - Duration::from_secs(601);
         std::fs::File::options()
             .write(true)
@@ -471,11 +491,12 @@ mod tests {
     async fn a_waiter_shows_the_url_and_takes_the_token_the_owner_stored() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("t-token");
-        // a live owner: pid 1 with its true start time
-        let init = process_start_ms(1).unwrap();
+        // a live owner with its true start time
+        let (pid, _live) = other_live_process();
+        let init = process_start_ms(pid).unwrap();
         std::fs::write(
             dir.path().join("t-token.lock"),
-            format!("{{\"pid\":1,\"start_time\":{init}}}\n"),
+            format!("{{\"pid\":{pid},\"start_time\":{init}}}\n"),
         )
         .unwrap();
         std::fs::write(dir.path().join("t-token.url"), "https://login\n").unwrap();
@@ -496,7 +517,7 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(matches!(got, Acquired::Token(t) if t == "tok"));
-        assert_eq!(urls, [(1, "https://login".to_owned())]);
+        assert_eq!(urls, [(pid, "https://login".to_owned())]);
     }
 
     #[cfg(unix)]
