@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! Backpressure: a reader that stalls for 10 s on one side must slow the
 //! writer on the other, with neither cfaccess nor the edge buffering without
 //! bound, and every byte must still arrive once the reader reads again.

@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! `cfaccess access ssh` as the ssh ProxyCommand and as a local listener,
 //! with the real OpenSSH client and server, through a real access-edge.
 

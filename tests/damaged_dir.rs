@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! A damaged or hostile config dir: locks that are not locks, token files
 //! with junk in them, huge or blocking cache files, loose modes, a key
 //! rotation, signals in the middle of a login (issue 10, points 1, 4, 5, 7,

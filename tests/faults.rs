@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! Bad input and faults (issue 3, section 5): each gives one error line that
 //! says what to do, a non-zero exit (2 for usage), nothing on stdout, no
 //! panic, and no half-written file.

@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! The config dir holds exactly the official client's files: the same names,
 //! modes and contents, so the two clients share one login.
 

@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! A hostile server posing as the edge (issue 10): huge bodies, hangs,
 //! redirects that would take the token away, masked frames, and an app
 //! re-created under a new aud. Each test logs in against the real edge

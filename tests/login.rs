@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! `login`, `token` and `curl` against a real access-edge: the browser flow,
 //! the cache, single sign-on with the org token, the token check, and the
 //! official client's argument forms and output formats.

@@ -1,3 +1,6 @@
+// The harness (tests/common) drives access-edge and sshd with libc: Unix only for now.
+#![cfg(unix)]
+
 //! Short-lived ssh certificates: `ssh-gen`, `ssh-config`, and the app's CA on
 //! the edge, with the real ssh, sshd (trusting only the CA) and ssh-keygen.
 

@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use tracing::debug;
 
 use crate::access::app_info::AppInfo;
+use crate::platform::home;
 use crate::platform::private_dir::{self, PrivateDirError};
 
 /// Overrides the config dir (tests, or several identities side by side).
@@ -16,7 +17,9 @@ pub const ENV: &str = "CFACCESS_DIR";
 /// Why the config dir cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigDirError {
-    #[error("HOME is not set, so there is no ~/.cloudflared; set HOME or CFACCESS_DIR")]
+    #[error(
+        "cannot find your home directory, so there is no ~/.cloudflared; set HOME or CFACCESS_DIR"
+    )]
     NoHome,
     #[error("cannot create the config dir {path}: {source}")]
     Create { path: PathBuf, source: io::Error },
@@ -35,7 +38,8 @@ pub struct ConfigDir {
 }
 
 impl ConfigDir {
-    /// `$CFACCESS_DIR`, else `$HOME/.cloudflared`. Nothing is created yet;
+    /// `$CFACCESS_DIR`, else `~/.cloudflared` (the home as the official
+    /// client finds it, see [`home::home_dir`]). Nothing is created yet;
     /// if the dir exists, it must be ours and is made 0700 (see [`Self::secure`]).
     pub fn locate() -> Result<Self, ConfigDirError> {
         let dir = if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
@@ -46,11 +50,9 @@ impl ConfigDir {
                 is_default: false,
             }
         } else {
-            let home = std::env::var_os("HOME")
-                .filter(|h| !h.is_empty())
-                .ok_or(ConfigDirError::NoHome)?;
+            let home = home::home_dir().ok_or(ConfigDirError::NoHome)?;
             ConfigDir {
-                path: PathBuf::from(home).join(".cloudflared"),
+                path: home.join(".cloudflared"),
                 is_default: true,
             }
         };

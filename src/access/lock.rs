@@ -10,10 +10,12 @@
 //!
 //! Two things differ from the official client, both compatible with it: the
 //! lock file is created with its content already in it (written to a temp file
-//! and hard-linked into place, so no reader ever sees it empty), and it is
+//! and hard-linked into place, so no reader ever sees it empty; where the
+//! filesystem has no hard links, created exclusively and written after, an
+//! empty lock being given a moment to be filled), and it is
 //! removed, with the `.url` file, when the login is done.
 
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -35,6 +37,8 @@ const START_TOLERANCE_MS: i64 = 1000;
 /// them at once where that can be watched.
 const FIRST_POLL: Duration = Duration::from_millis(20);
 const LAST_POLL: Duration = Duration::from_millis(1000);
+/// How long an empty lock file is taken for one being written.
+const UNFILLED: Duration = Duration::from_secs(2);
 
 /// Why the lock could not be taken.
 #[derive(Debug, thiserror::Error)]
@@ -244,17 +248,9 @@ fn read_url(url: &Path) -> Option<String> {
 
 /// Creates `lock` holding `owner`, failing with `AlreadyExists` if it exists.
 fn try_create(lock: &Path, owner: Owner) -> io::Result<()> {
-    let dir = lock.parent().unwrap_or(Path::new("."));
-    let tmp = dir.join(format!(".cfaccess-lock-{:016x}.tmp", rand::random::<u64>()));
-    let result = (|| {
-        let mut file = atomic_file::create_new(&tmp, atomic_file::SECRET)?;
-        let mut content = serde_json::to_vec(&owner).map_err(io::Error::other)?;
-        content.push(b'\n');
-        file.write_all(&content)?;
-        std::fs::hard_link(&tmp, lock)
-    })();
-    let _ = std::fs::remove_file(&tmp);
-    result
+    let mut content = serde_json::to_vec(&owner).map_err(io::Error::other)?;
+    content.push(b'\n');
+    atomic_file::create_new_with(lock, &content, atomic_file::SECRET)
 }
 
 /// What is at a lock path, looked at without following a symlink.
@@ -294,6 +290,9 @@ fn inspect(lock: &Path) -> Found {
         return Found::Other(Other::Special);
     }
     match read_capped_nofollow(lock, limits::LOCK_FILE) {
+        // just created exclusively and not written yet (a filesystem without
+        // hard links): judged next round, stale once it stays empty
+        Ok((data, _)) if data.is_empty() && is_younger(&meta, UNFILLED) => Found::Nothing,
         Ok((data, id)) => Found::Lock {
             owner: std::str::from_utf8(&data)
                 .ok()
@@ -302,20 +301,33 @@ fn inspect(lock: &Path) -> Found {
             mtime: meta.modified().ok(),
         },
         // too big for a lock: junk, judged by the file we looked at
-        Err(ReadError::TooLarge { .. }) => Found::Lock {
-            owner: None,
-            id: FileId::of(&meta),
-            mtime: None,
-        },
+        Err(ReadError::TooLarge { .. }) => junk(lock),
         Err(e) if e.is_not_found() => Found::Nothing,
         // swapped for something else since the look: look again next round
         Err(ReadError::NotRegular) => Found::Nothing,
-        Err(ReadError::Io(_)) => Found::Lock {
+        Err(ReadError::Io(_)) => junk(lock),
+    }
+}
+
+/// A lock file that is junk, by its identity; one that cannot even be
+/// identified is looked at again next round.
+fn junk(lock: &Path) -> Found {
+    match FileId::of_path(lock) {
+        Ok(id) => Found::Lock {
             owner: None,
-            id: FileId::of(&meta),
+            id,
             mtime: None,
         },
+        Err(_) => Found::Nothing,
     }
+}
+
+/// Whether the file was last written less than `age` ago.
+fn is_younger(meta: &std::fs::Metadata, age: Duration) -> bool {
+    meta.modified()
+        .ok()
+        .and_then(|t| SystemTime::now().duration_since(t).ok())
+        .is_some_and(|a| a < age)
 }
 
 /// Clears what is at `lock` that is no lock file: a symlink is removed (never
@@ -363,8 +375,8 @@ fn is_live(owner: &Owner, me: Owner, mtime: Option<SystemTime>) -> bool {
 /// its own, never its target's). Gone already is fine; a file that stays is
 /// an error naming it.
 fn remove_if_same(lock: &Path, id: FileId) -> Result<(), LockError> {
-    match std::fs::symlink_metadata(lock) {
-        Ok(m) if FileId::of(&m) == id => match std::fs::remove_file(lock) {
+    match FileId::of_path(lock) {
+        Ok(now) if now == id => match std::fs::remove_file(lock) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(LockError::InTheWay {
@@ -434,13 +446,33 @@ mod tests {
         }
     }
 
+    /// A live process other than ours, kept alive while the guard lives:
+    /// init on Unix, a child waiting on its stdin elsewhere.
+    fn other_live_process() -> (i64, Option<std::process::Child>) {
+        if cfg!(unix) {
+            return (1, None);
+        }
+        let child = std::process::Command::new("cmd")
+            .args(["/c", "pause"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        (i64::from(child.id()), Some(child))
+    }
+
     #[tokio::test]
     async fn an_old_lock_of_a_live_process_is_stale() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("t-token");
         let lock_path = dir.path().join("t-token.lock");
-        let init = process_start_ms(1).unwrap();
-        std::fs::write(&lock_path, format!("{{\"pid\":1,\"start_time\":{init}}}\n")).unwrap();
+        let (pid, _live) = other_live_process();
+        let init = process_start_ms(pid).unwrap();
+        std::fs::write(
+            &lock_path,
+            format!("{{\"pid\":{pid},\"start_time\":{init}}}\n"),
+        )
+        .unwrap();
         let old = SystemTime::now() - Duration::from_secs(601);
         std::fs::File::options()
             .write(true)
@@ -459,11 +491,12 @@ mod tests {
     async fn a_waiter_shows_the_url_and_takes_the_token_the_owner_stored() {
         let dir = tempfile::tempdir().unwrap();
         let token = dir.path().join("t-token");
-        // a live owner: pid 1 with its true start time
-        let init = process_start_ms(1).unwrap();
+        // a live owner with its true start time
+        let (pid, _live) = other_live_process();
+        let init = process_start_ms(pid).unwrap();
         std::fs::write(
             dir.path().join("t-token.lock"),
-            format!("{{\"pid\":1,\"start_time\":{init}}}\n"),
+            format!("{{\"pid\":{pid},\"start_time\":{init}}}\n"),
         )
         .unwrap();
         std::fs::write(dir.path().join("t-token.url"), "https://login\n").unwrap();
@@ -484,9 +517,10 @@ mod tests {
         .unwrap()
         .unwrap();
         assert!(matches!(got, Acquired::Token(t) if t == "tok"));
-        assert_eq!(urls, [(1, "https://login".to_owned())]);
+        assert_eq!(urls, [(pid, "https://login".to_owned())]);
     }
 
+    #[cfg(unix)]
     #[tokio::test]
     async fn what_is_not_a_lock_is_cleared_without_following_links() {
         let dir = tempfile::tempdir().unwrap();
@@ -537,6 +571,7 @@ mod tests {
         assert!(matches!(err, LockError::InTheWay { ref path, .. } if *path == lock_path));
     }
 
+    #[cfg(unix)]
     #[test]
     fn clear_stale_keeps_live_locks() {
         let dir = tempfile::tempdir().unwrap();

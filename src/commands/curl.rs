@@ -1,7 +1,6 @@
 //! `cfaccess curl <url> [curl args…]`: curl with the app token in a
 //! `Cf-Access-Token` header (PROTOCOL.md section 9).
 
-use std::os::unix::process::CommandExt;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -12,6 +11,7 @@ use crate::access::login_service::Redirect;
 use crate::access::token_check;
 use crate::cli::CurlArgs;
 use crate::error::WithHint;
+use crate::platform::exec::replace_process_or_run;
 
 use super::UsageError;
 
@@ -56,9 +56,8 @@ pub async fn run(args: CurlArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
         args.push("-H".into());
         args.push(format!("Cf-Access-Token: {token}"));
     }
-    // exec: curl's exit status and signals are the command's own
-    let err = std::process::Command::new("curl").args(&args).exec();
-    Err(err)
+    // curl's exit status (and on Unix its signals) are the command's own
+    replace_process_or_run(std::process::Command::new("curl").args(&args))
         .context("cannot run curl")
         .hint("install curl, or check that it is on PATH")
 }

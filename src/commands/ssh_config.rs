@@ -2,7 +2,6 @@
 //! snippet on stdout (so `>> ~/.ssh/config` works), or `--install`ed.
 
 use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, PermissionsExt};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -14,9 +13,9 @@ use crate::access::host::AppUrl;
 use crate::cli::SshConfigArgs;
 use crate::error::WithHint;
 use crate::limits;
-use crate::platform::atomic_file;
 use crate::platform::read::read_capped_string;
 use crate::platform::short_path::short_path;
+use crate::platform::{atomic_file, home, private_dir};
 use crate::ssh::config::{self as ssh_config, KeyDir, Program, Style};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
@@ -79,7 +78,7 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         print!("{diff}");
         return Ok(ExitCode::SUCCESS);
     }
-    let mode = std::fs::metadata(&file).map_or(0o600, |m| m.permissions().mode() & 0o7777);
+    let mode = atomic_file::mode_of(&file).unwrap_or(atomic_file::SECRET);
     atomic_file::write(&file, installed.text.as_bytes(), mode)
         .with_context(|| format!("cannot write {}", file.display()))
         .hint("check that the file and its directory are writable")?;
@@ -136,12 +135,11 @@ fn ssh_hostname(given: &str) -> anyhow::Result<String> {
 
 /// `~/.ssh`, created 0700 when missing.
 fn ssh_dir() -> anyhow::Result<PathBuf> {
-    let home = std::env::var_os("HOME")
-        .filter(|h| !h.is_empty())
-        .context("HOME is not set, so there is no ~/.ssh/config")
-        .hint("give the file with --config")?;
-    let dir = PathBuf::from(home).join(".ssh");
-    match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+    let home = home::home_dir()
+        .context("cannot find your home directory, so there is no ~/.ssh/config")
+        .hint("set HOME, or give the file with --config")?;
+    let dir = home.join(".ssh");
+    match private_dir::create(&dir) {
         Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
             Err(e).with_context(|| format!("cannot create {}", dir.display()))
         }

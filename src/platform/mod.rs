@@ -4,6 +4,8 @@
 pub mod atomic_file;
 pub mod browser;
 pub mod dir_watch;
+pub mod exec;
+pub mod home;
 pub mod private_dir;
 pub mod process;
 pub mod read;

@@ -36,8 +36,50 @@ mod imp {
     }
 }
 
+/// Windows: the creation time from `GetProcessTimes`, a FILETIME (100 ns
+/// since 1601) turned into ms since the Unix epoch, as gopsutil does.
+#[cfg(windows)]
+mod imp {
+    use windows_sys::Win32::Foundation::{CloseHandle, FILETIME};
+    use windows_sys::Win32::System::Threading::{
+        GetExitCodeProcess, GetProcessTimes, OpenProcess, PROCESS_QUERY_LIMITED_INFORMATION,
+    };
+
+    /// `STILL_ACTIVE`: the exit code of a process that has not exited.
+    const STILL_ACTIVE: u32 = 259;
+    /// 100 ns intervals from 1601-01-01 to 1970-01-01.
+    const EPOCH_DIFF: i64 = 116_444_736_000_000_000;
+
+    pub fn start_time_ms(pid: i64) -> Option<i64> {
+        let pid = u32::try_from(pid).ok()?;
+        // SAFETY: OpenProcess has no memory preconditions; a null handle is checked.
+        let handle = unsafe { OpenProcess(PROCESS_QUERY_LIMITED_INFORMATION, 0, pid) };
+        if handle.is_null() {
+            return None;
+        }
+        let zero = FILETIME {
+            dwLowDateTime: 0,
+            dwHighDateTime: 0,
+        };
+        let (mut created, mut exited, mut kernel, mut user) = (zero, zero, zero, zero);
+        let mut code = 0u32;
+        // SAFETY: a valid process handle and valid out pointers; the handle is closed below.
+        let ok = unsafe {
+            GetProcessTimes(handle, &mut created, &mut exited, &mut kernel, &mut user) != 0
+                && GetExitCodeProcess(handle, &mut code) != 0
+        };
+        // SAFETY: the handle came from OpenProcess and is closed once.
+        unsafe { CloseHandle(handle) };
+        if !ok || code != STILL_ACTIVE {
+            return None;
+        }
+        let ticks = (i64::from(created.dwHighDateTime) << 32) | i64::from(created.dwLowDateTime);
+        Some((ticks - EPOCH_DIFF) / 10_000)
+    }
+}
+
 /// Elsewhere only liveness is known; a start time of 0 stands for "unknown".
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod imp {
     pub fn start_time_ms(pid: i64) -> Option<i64> {
         let pid = libc::pid_t::try_from(pid).ok()?;

@@ -48,35 +48,82 @@ fn read_open(file: File, cap: usize) -> Result<(Vec<u8>, FileId), ReadError> {
         return Err(ReadError::NotRegular);
     }
     let mut data = Vec::with_capacity((meta.len() as usize).min(cap) + 1);
-    file.take(cap as u64 + 1).read_to_end(&mut data)?;
+    (&file).take(cap as u64 + 1).read_to_end(&mut data)?;
     if data.len() > cap {
         return Err(ReadError::TooLarge { cap });
     }
-    Ok((data, FileId::of(&meta)))
+    Ok((data, FileId::of_file(&file)?))
 }
 
 /// Which file a path named when it was looked at: comparing two tells
 /// whether the path still names the same file (not another one put there
-/// since, nor, for a symlink, the file it points to).
+/// since, nor, for a symlink, the file it points to). Unix: device and
+/// inode; Windows: volume serial number and file index.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct FileId(u64, u64);
 
 impl FileId {
+    /// The file at `path`, not following a symlink there.
     #[cfg(unix)]
-    pub fn of(meta: &std::fs::Metadata) -> FileId {
+    pub fn of_path(path: &Path) -> io::Result<FileId> {
+        Ok(FileId::of_meta(&std::fs::symlink_metadata(path)?))
+    }
+
+    #[cfg(unix)]
+    fn of_file(file: &File) -> io::Result<FileId> {
+        Ok(FileId::of_meta(&file.metadata()?))
+    }
+
+    #[cfg(unix)]
+    fn of_meta(meta: &std::fs::Metadata) -> FileId {
         use std::os::unix::fs::MetadataExt;
         FileId(meta.dev(), meta.ino())
     }
 
-    /// Without inodes, size and mtime are the best guess at sameness.
-    #[cfg(not(unix))]
-    pub fn of(meta: &std::fs::Metadata) -> FileId {
-        let mtime = meta
-            .modified()
-            .ok()
-            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-            .map_or(0, |d| d.as_nanos() as u64);
-        FileId(meta.len(), mtime)
+    /// The file (or reparse point) at `path`, opened for its attributes only.
+    #[cfg(windows)]
+    pub fn of_path(path: &Path) -> io::Result<FileId> {
+        use std::os::windows::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .access_mode(0)
+            .custom_flags(windows::NO_FOLLOW_FLAGS)
+            .open(path)?;
+        FileId::of_file(&file)
+    }
+
+    #[cfg(windows)]
+    fn of_file(file: &File) -> io::Result<FileId> {
+        windows::file_id(file).map(|(volume, index)| FileId(volume, index))
+    }
+}
+
+#[cfg(windows)]
+mod windows {
+    use std::fs::File;
+    use std::io;
+    use std::os::windows::io::AsRawHandle;
+
+    use windows_sys::Win32::Storage::FileSystem::{
+        BY_HANDLE_FILE_INFORMATION, FILE_FLAG_BACKUP_SEMANTICS, FILE_FLAG_OPEN_REPARSE_POINT,
+        GetFileInformationByHandle,
+    };
+
+    /// Opens a symlink (any reparse point) itself rather than its target,
+    /// and a directory at all (so it can be refused as not regular).
+    pub const NO_FOLLOW_FLAGS: u32 = FILE_FLAG_OPEN_REPARSE_POINT | FILE_FLAG_BACKUP_SEMANTICS;
+
+    /// The volume serial number and the 64-bit file index: stable for the
+    /// life of the file on NTFS and ReFS (std's `MetadataExt` has no stable
+    /// equivalent).
+    pub fn file_id(file: &File) -> io::Result<(u64, u64)> {
+        // SAFETY: a zeroed BY_HANDLE_FILE_INFORMATION is a valid value.
+        let mut info: BY_HANDLE_FILE_INFORMATION = unsafe { std::mem::zeroed() };
+        // SAFETY: a valid open handle and a valid out pointer.
+        if unsafe { GetFileInformationByHandle(file.as_raw_handle(), &mut info) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        let index = (u64::from(info.nFileIndexHigh) << 32) | u64::from(info.nFileIndexLow);
+        Ok((u64::from(info.dwVolumeSerialNumber), index))
     }
 }
 
@@ -105,17 +152,26 @@ fn is_symlink_refusal(e: &io::Error) -> bool {
     e.raw_os_error() == Some(libc::ELOOP)
 }
 
-#[cfg(not(unix))]
+/// Windows: nothing blocks on open; with `nofollow` a symlink is opened
+/// itself, and then refused as not a regular file.
+#[cfg(windows)]
 fn open_nonblocking(path: &Path, nofollow: bool) -> io::Result<File> {
-    if nofollow && std::fs::symlink_metadata(path)?.file_type().is_symlink() {
-        return Err(io::Error::other("a symlink"));
-    }
-    File::open(path)
+    use std::os::windows::fs::OpenOptionsExt;
+    use windows_sys::Win32::Storage::FileSystem::FILE_FLAG_BACKUP_SEMANTICS;
+    let flags = if nofollow {
+        windows::NO_FOLLOW_FLAGS
+    } else {
+        FILE_FLAG_BACKUP_SEMANTICS
+    };
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(flags)
+        .open(path)
 }
 
-#[cfg(not(unix))]
-fn is_symlink_refusal(e: &io::Error) -> bool {
-    e.kind() == io::ErrorKind::Other
+#[cfg(windows)]
+fn is_symlink_refusal(_: &io::Error) -> bool {
+    false
 }
 
 #[cfg(test)]
@@ -172,7 +228,7 @@ mod tests {
         }
         let (data, id) = read_capped_nofollow(&target, 16).unwrap();
         assert_eq!(data, b"data");
-        assert_eq!(id, FileId::of(&std::fs::symlink_metadata(&target).unwrap()));
-        assert_ne!(id, FileId::of(&std::fs::symlink_metadata(&link).unwrap()));
+        assert_eq!(id, FileId::of_path(&target).unwrap());
+        assert_ne!(id, FileId::of_path(&link).unwrap());
     }
 }

@@ -1,5 +1,6 @@
 //! The signals that ask cfaccess to stop: Ctrl-C everywhere, and SIGTERM
-//! where there is one. A command raced against [`stop_signal`] is dropped
+//! on Unix; on Windows Ctrl-Break and the console being closed (or the user
+//! logging off, or shutdown) stand for termination. A command raced against [`stop_signal`] is dropped
 //! when it resolves, so whatever it holds (a login lock, its `.url` file) is
 //! released by its `Drop` before the process exits.
 
@@ -46,7 +47,31 @@ pub async fn stop_signal() -> Signal {
     }
 }
 
-#[cfg(not(unix))]
+/// Windows: Ctrl-C is an interrupt; Ctrl-Break, and the console window
+/// being closed, a termination (Windows gives a process a few seconds after
+/// a close event, enough to drop a lock).
+#[cfg(windows)]
+pub async fn stop_signal() -> Signal {
+    use tokio::signal::windows::{ctrl_break, ctrl_c, ctrl_close, ctrl_logoff, ctrl_shutdown};
+    let (Ok(mut int), Ok(mut brk), Ok(mut close), Ok(mut logoff), Ok(mut shutdown)) = (
+        ctrl_c(),
+        ctrl_break(),
+        ctrl_close(),
+        ctrl_logoff(),
+        ctrl_shutdown(),
+    ) else {
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => Signal::Interrupt,
+        _ = brk.recv() => Signal::Terminate,
+        _ = close.recv() => Signal::Terminate,
+        _ = logoff.recv() => Signal::Terminate,
+        _ = shutdown.recv() => Signal::Terminate,
+    }
+}
+
+#[cfg(not(any(unix, windows)))]
 pub async fn stop_signal() -> Signal {
     match tokio::signal::ctrl_c().await {
         Ok(()) => Signal::Interrupt,

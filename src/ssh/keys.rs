@@ -195,7 +195,6 @@ fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn makes_an_ecdsa_pair_and_reuses_it() {
@@ -206,7 +205,9 @@ mod tests {
         assert_eq!(line.trim().split(' ').count(), 2, "no comment: {line}");
         let private = std::fs::read_to_string(&files.private).unwrap();
         assert!(private.starts_with("-----BEGIN OPENSSH PRIVATE KEY-----"));
+        #[cfg(unix)]
         for path in [&files.private, &files.public] {
+            use std::os::unix::fs::PermissionsExt;
             assert_eq!(
                 std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
                 0o600
