@@ -38,9 +38,9 @@ mod imp {
 
 /// macOS: the kernel's record of the process start, read as gopsutil reads
 /// it (the `kern.proc.pid` sysctl's `kinfo_proc`, `p_starttime`): seconds *
-/// 1000 + microseconds / 1000. The sysctl, not `proc_pidinfo`: that one
-/// refuses another user's process (launchd, pid 1, included) where gopsutil
-/// gets an answer, and a zombie, which gopsutil still dates.
+/// 1000 + microseconds / 1000. The sysctl, not `proc_pidinfo`: its BSD info
+/// holds the same fields but is refused for another user's process (launchd,
+/// pid 1, included), where gopsutil gets an answer.
 #[cfg(target_os = "macos")]
 mod imp {
     /// `struct kinfo_proc` (648 bytes on x86_64 and arm64): it opens with
