@@ -10,8 +10,17 @@ cd "$(dirname "$0")"
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
-step "building cfaccess and access-edge (release)"
-cargo build --release --workspace --quiet
+# CFACCESS_BIN=path/to/cfaccess runs the demo with that binary (a static musl
+# build, a release archive's); access-edge is still built here.
+if [ -n "${CFACCESS_BIN:-}" ]; then
+  cfaccess=$(cd "$(dirname "$CFACCESS_BIN")" && pwd)/$(basename "$CFACCESS_BIN")
+  step "building access-edge (release); cfaccess is $cfaccess: $("$cfaccess" --version)"
+  cargo build --release -p access-edge --quiet
+else
+  step "building cfaccess and access-edge (release)"
+  cargo build --release --workspace --quiet
+  cfaccess=$PWD/target/release/cfaccess
+fi
 bin=$PWD/target/release
 work=$(mktemp -d)
 pids=()
@@ -63,10 +72,10 @@ export BROWSER=$work/edge/browser
 export CFACCESS_DIR=$work/cloudflared
 
 step "cfaccess login https://ssh.demo.test   (the edge's browser opens the login page)"
-"$bin/cfaccess" login https://ssh.demo.test
+"$cfaccess" login https://ssh.demo.test
 
 step "cfaccess token https://ssh.demo.test   (from the cache, no login)"
-token=$("$bin/cfaccess" token https://ssh.demo.test)
+token=$("$cfaccess" token https://ssh.demo.test)
 echo "${token:0:48}…"
 echo "claims: $(echo "$token" | cut -d. -f2 | tr '_-' '/+' | base64 -d 2>/dev/null || true)" >&2
 
@@ -74,13 +83,13 @@ if command -v curl >/dev/null; then
   step "cfaccess curl https://ssh.demo.test/whoami   (curl with the token in Cf-Access-Token)"
   python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["ca_cert"], end="")' "$CFACCESS_EDGE" >"$work/ca.pem"
   port=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["hosts"]["ssh.demo.test"].rsplit(":",1)[1])' "$CFACCESS_EDGE")
-  "$bin/cfaccess" curl https://ssh.demo.test/whoami -sS --cacert "$work/ca.pem" --connect-to "::127.0.0.1:$port"
+  "$cfaccess" curl https://ssh.demo.test/whoami -sS --cacert "$work/ca.pem" --connect-to "::127.0.0.1:$port"
   echo
 fi
 
 if [ -n "$sshd_port" ]; then
   step "cfaccess ssh-config --hostname ssh.demo.test --short-lived-cert   (the ssh config, on stdout)"
-  "$bin/cfaccess" ssh-config --hostname ssh.demo.test --short-lived-cert >"$work/ssh_config"
+  "$cfaccess" ssh-config --hostname ssh.demo.test --short-lived-cert >"$work/ssh_config"
   cat "$work/ssh_config"
 
   step "ssh $user@ssh.demo.test   (ssh-gen fetches a certificate, then ssh goes through cfaccess and the edge)"

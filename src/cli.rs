@@ -6,13 +6,24 @@ use std::ffi::OsString;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+/// What `--version` and `cfaccess version` print after the name: the version,
+/// the commit and the target, from build.rs.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("CFACCESS_COMMIT"),
+    ", ",
+    env!("CFACCESS_TARGET"),
+    ")"
+);
+
 /// A fast client for Cloudflare Access, a drop-in for `cloudflared access`.
 ///
 /// It logs in to Access applications through the browser, keeps the tokens
 /// where cloudflared keeps them (~/.cloudflared), and runs curl with them.
 /// Point it at a local access-edge with CFACCESS_EDGE=<profile.json>.
 #[derive(Debug, Parser)]
-#[command(name = "cfaccess", version, max_term_width = 100)]
+#[command(name = "cfaccess", version = VERSION, max_term_width = 100)]
 #[command(after_help = "Environment:\n  \
     CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
@@ -41,6 +52,16 @@ pub enum Command {
         #[command(subcommand)]
         action: Action,
     },
+
+    /// Print the version, the commit and the target (as --version does)
+    Version(VersionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    /// Print only the version number
+    #[arg(long, short)]
+    pub short: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -313,6 +334,7 @@ const LONG_FLAGS: &[&str] = &[
     "dry-run",
     "help",
     "version",
+    "short",
 ];
 
 /// Rewrites Go-style single-dash long flags (`-app=x`, `-hostname h`) to

@@ -385,6 +385,26 @@ fn garbage_instead_of_an_answer_is_an_error_naming_the_host() {
     assert!(m.run.error_line().contains(APP_HOST), "{m:#?}");
 }
 
+// ---- trust: the profile's CA vouches for the profile's names alone ---------
+
+#[test]
+fn the_profile_ca_does_not_vouch_for_a_name_outside_the_profile() {
+    let env = TestEnv::new();
+    let hostile = Hostile::start(vec![]);
+    let profile = hostile.profile(env.tmp.path());
+    // `localhost` is no profile name, so the system resolver sends it to the
+    // hostile server, whose certificate names it, signed by the profile's CA
+    let url = format!("https://localhost:{}/", hostile.addr.port());
+    let run = run_with_deadline(
+        via(&env, &profile, &["login", &url]),
+        Duration::from_secs(30),
+    );
+    run.failure(1);
+    let line = run.error_line();
+    assert!(line.contains("certificate"), "{line}");
+    assert_eq!(hostile.requests(), Vec::<String>::new(), "nothing was sent");
+}
+
 // ---- point 9: an app re-created under a new aud -----------------------------
 
 /// The world `old` left (tokens, app info, key set, key pair), now served

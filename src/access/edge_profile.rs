@@ -2,7 +2,7 @@
 //!
 //! `access-edge` writes a small JSON file holding its CA certificate and the
 //! socket address of every name it serves. With it, cfaccess trusts that CA
-//! (besides the system roots) and sends those names to those addresses; the
+//! (alone) for those names and sends them to those addresses; the
 //! URLs, the `.cloudflareaccess.com` suffix check and every code path stay the
 //! same as against the real edge. This module owns the format, so the writer
 //! (the edge) and the reader (the client) cannot drift apart.

@@ -11,12 +11,17 @@
 //! whatever the server sends.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
 use reqwest::header::LOCATION;
 use reqwest::{Client, Request, Response, StatusCode};
+use rustls::client::WebPkiServerVerifier;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{DigitallySignedStruct, RootCertStore, SignatureScheme};
 
 use crate::access::edge_profile::EdgeProfile;
 use crate::limits;
@@ -31,8 +36,10 @@ const MAX_REDIRECTS: usize = 10;
 /// Why a client could not be built.
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("the edge profile's CA certificate is not valid PEM: {0}")]
-    BadCa(#[source] reqwest::Error),
+    #[error("the edge profile's CA certificate is not valid: {0}")]
+    BadCa(String),
+    #[error("cannot set up TLS: {0}")]
+    Tls(String),
     #[error("cannot set up the HTTP client: {0}")]
     Build(#[source] reqwest::Error),
 }
@@ -72,8 +79,11 @@ pub enum BodyError {
 }
 
 /// Builds the client: HTTP/1.1 only (the websocket upgrade needs it, and one
-/// connection per host is all a CLI uses), no automatic redirects, the system
-/// roots plus the edge profile's CA, proxies from the environment.
+/// connection per host is all a CLI uses), no automatic redirects, proxies
+/// from the environment. Trust: the system's (rustls-platform-verifier, as
+/// reqwest sets it up); with an edge profile, its names are checked against
+/// the profile's CA alone and every other name against the system's roots
+/// alone (see [`EdgeVerifier`]).
 pub fn client(profile: Option<&EdgeProfile>) -> Result<Client, HttpError> {
     install_crypto_provider();
     let mut builder = Client::builder()
@@ -86,20 +96,180 @@ pub fn client(profile: Option<&EdgeProfile>) -> Result<Client, HttpError> {
         .connect_timeout(limits::CONNECT)
         .tcp_nodelay(true);
     if let Some(profile) = profile {
-        // a bundle: a profile may trust more than one local CA
-        let cas = reqwest::Certificate::from_pem_bundle(profile.ca_cert.as_bytes())
-            .map_err(HttpError::BadCa)?;
         builder = builder
-            .tls_certs_merge(cas)
+            .tls_backend_preconfigured(edge_tls(profile)?)
             .dns_resolver(Arc::new(ProfileResolver(profile.clone())));
     }
     builder.build().map_err(HttpError::Build)
+}
+
+/// The TLS settings reqwest would make (TLS 1.2 and 1.3, SNI, ALPN
+/// `http/1.1`, the installed provider), with the [`EdgeVerifier`] of
+/// `profile` in place of the platform verifier.
+fn edge_tls(profile: &EdgeProfile) -> Result<rustls::ClientConfig, HttpError> {
+    let provider = rustls::crypto::CryptoProvider::get_default()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(provider()));
+    let verifier = EdgeVerifier::new(profile, provider.clone(), {
+        let provider = provider.clone();
+        Box::new(move || {
+            let system = rustls_platform_verifier::Verifier::new(provider.clone())?;
+            Ok(Arc::new(system) as Arc<dyn ServerCertVerifier>)
+        })
+    })?;
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(rustls::ALL_VERSIONS)
+        .map_err(|e| HttpError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    tls.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(tls)
+}
+
+/// Builds the verifier of the names a profile does not name, when one is
+/// first needed.
+type SystemVerifier =
+    Box<dyn Fn() -> Result<Arc<dyn ServerCertVerifier>, rustls::Error> + Send + Sync>;
+
+/// Trust with an edge profile: a name the profile sends to the edge is
+/// vouched for by the profile's CA(s) and nothing else (a public CA cannot
+/// stand in for the local edge), and every other name by the system's roots
+/// and nothing else (the edge's CA cannot vouch for a bank). The system
+/// verifier is made at the first name that needs it, so a session with the
+/// local edge alone never loads the system's roots; and it is made without
+/// extra roots, which Windows' verifier could not take under Wine.
+struct EdgeVerifier {
+    profile: EdgeProfile,
+    edge: Arc<WebPkiServerVerifier>,
+    make_system: SystemVerifier,
+    system: OnceLock<Result<Arc<dyn ServerCertVerifier>, rustls::Error>>,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+}
+
+impl EdgeVerifier {
+    fn new(
+        profile: &EdgeProfile,
+        provider: Arc<rustls::crypto::CryptoProvider>,
+        make_system: SystemVerifier,
+    ) -> Result<Self, HttpError> {
+        let mut roots = RootCertStore::empty();
+        // a bundle: a profile may trust more than one local CA
+        for cert in CertificateDer::pem_slice_iter(profile.ca_cert.as_bytes()) {
+            let cert = cert.map_err(|e| HttpError::BadCa(e.to_string()))?;
+            roots
+                .add(cert)
+                .map_err(|e| HttpError::BadCa(e.to_string()))?;
+        }
+        if roots.is_empty() {
+            return Err(HttpError::BadCa("it holds no certificate".into()));
+        }
+        let edge = WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+            .build()
+            .map_err(|e| HttpError::Tls(e.to_string()))?;
+        Ok(EdgeVerifier {
+            profile: profile.clone(),
+            edge,
+            make_system,
+            system: OnceLock::new(),
+            provider,
+        })
+    }
+
+    /// Whether `name` is one the profile sends to the edge: the same test as
+    /// its resolver's, so whatever reaches the edge is checked as the edge.
+    fn is_edge(&self, name: &ServerName<'_>) -> bool {
+        match name {
+            ServerName::DnsName(dns) => self.profile.address_for(dns.as_ref()).is_some(),
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Debug for EdgeVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EdgeVerifier")
+            .field("hosts", &self.profile.hosts.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for EdgeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        if self.is_edge(server_name) {
+            return self.edge.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            );
+        }
+        match self.system.get_or_init(|| (self.make_system)()) {
+            Ok(system) => system.verify_server_cert(
+                end_entity,
+                intermediates,
+                server_name,
+                ocsp_response,
+                now,
+            ),
+            Err(e) => Err(e.clone()),
+        }
+    }
+
+    // The handshake signatures are checked the same way whoever vouched for
+    // the certificate: with the provider's algorithms, as both verifiers do.
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
+    }
 }
 
 /// reqwest is built without a default provider: ring keeps the binary small.
 /// AES-128-GCM goes first: it is as safe for a session of minutes to hours
 /// and costs less per byte than AES-256 on a stream of gigabytes.
 fn install_crypto_provider() {
+    let _ = provider().install_default();
+}
+
+/// ring, with the cipher suites in our order.
+fn provider() -> rustls::crypto::CryptoProvider {
     use rustls::crypto::ring::{cipher_suite, default_provider};
     let mut provider = default_provider();
     provider.cipher_suites.sort_by_key(|suite| {
@@ -112,7 +282,7 @@ fn install_crypto_provider() {
             2
         }
     });
-    let _ = provider.install_default();
+    provider
 }
 
 /// Sends `request`, following up to ten redirects by hand, on the request's
@@ -277,5 +447,109 @@ mod tests {
         assert_eq!(first_line("<html>\n<body>\nx"), "x");
         assert_eq!(first_line(""), "");
         assert_eq!(first_line("a\u{1b}[2Jb"), "a[2Jb");
+    }
+
+    /// A CA: its PEM and what signs with it.
+    fn ca(name: &str) -> (String, rcgen::Issuer<'static, rcgen::KeyPair>) {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, name);
+        let pem = params.clone().self_signed(&key).unwrap().pem();
+        (pem, rcgen::Issuer::new(params, key))
+    }
+
+    fn leaf(
+        name: &str,
+        issuer: &rcgen::Issuer<'static, rcgen::KeyPair>,
+    ) -> CertificateDer<'static> {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = rcgen::CertificateParams::new(vec![name.to_owned()]).unwrap();
+        params.signed_by(&key, issuer).unwrap().der().clone()
+    }
+
+    #[test]
+    fn the_profile_ca_vouches_for_the_profile_names_alone_and_the_system_for_the_rest() {
+        let (edge_pem, edge_ca) = ca("edge CA");
+        // stands in for the system's roots
+        let (system_pem, system_ca) = ca("system CA");
+        let mut hosts = std::collections::BTreeMap::new();
+        hosts.insert("ssh.demo.test".to_owned(), "127.0.0.1:1".parse().unwrap());
+        hosts.insert(
+            "*.cloudflareaccess.com".to_owned(),
+            "127.0.0.1:1".parse().unwrap(),
+        );
+        let profile = EdgeProfile {
+            ca_cert: edge_pem,
+            hosts,
+        };
+        let provider = Arc::new(provider());
+        let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let verifier = EdgeVerifier::new(&profile, provider.clone(), {
+            let made = made.clone();
+            Box::new(move || {
+                made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut roots = RootCertStore::empty();
+                for cert in CertificateDer::pem_slice_iter(system_pem.as_bytes()) {
+                    roots.add(cert.unwrap()).unwrap();
+                }
+                let system =
+                    WebPkiServerVerifier::builder_with_provider(Arc::new(roots), provider.clone())
+                        .build()
+                        .unwrap();
+                Ok(system as Arc<dyn ServerCertVerifier>)
+            })
+        })
+        .unwrap();
+        let check = |name: &str, cert: &CertificateDer<'static>| {
+            let server = ServerName::try_from(name.to_owned()).unwrap();
+            verifier
+                .verify_server_cert(cert, &[], &server, &[], UnixTime::now())
+                .is_ok()
+        };
+
+        assert!(check("ssh.demo.test", &leaf("ssh.demo.test", &edge_ca)));
+        assert!(check(
+            "team.cloudflareaccess.com",
+            &leaf("team.cloudflareaccess.com", &edge_ca)
+        ));
+        assert_eq!(
+            made.load(std::sync::atomic::Ordering::SeqCst),
+            0,
+            "no system roots for profile names"
+        );
+        // a public CA cannot stand in for the local edge
+        assert!(!check("ssh.demo.test", &leaf("ssh.demo.test", &system_ca)));
+        // the edge's CA cannot vouch for any other name; the system's roots still do
+        assert!(!check("bank.example", &leaf("bank.example", &edge_ca)));
+        assert!(check("bank.example", &leaf("bank.example", &system_ca)));
+        assert!(!check("127.0.0.1", &leaf("127.0.0.1", &edge_ca)));
+        assert_eq!(
+            made.load(std::sync::atomic::Ordering::SeqCst),
+            1,
+            "made once"
+        );
+    }
+
+    #[test]
+    fn a_profile_ca_that_is_no_certificate_is_refused() {
+        let profile = |ca_cert: &str| EdgeProfile {
+            ca_cert: ca_cert.to_owned(),
+            hosts: Default::default(),
+        };
+        let none =
+            || -> SystemVerifier { Box::new(|| Err(rustls::Error::General("unused".into()))) };
+        let provider = Arc::new(provider());
+        for bad in [
+            "",
+            "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+            "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n",
+        ] {
+            let got = EdgeVerifier::new(&profile(bad), provider.clone(), none());
+            assert!(matches!(got, Err(HttpError::BadCa(_))), "{bad:?}");
+        }
     }
 }

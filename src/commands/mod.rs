@@ -9,6 +9,7 @@ mod ssh_gen;
 mod status;
 mod tcp;
 mod token;
+mod version;
 
 use std::process::ExitCode;
 
@@ -28,6 +29,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let fedramp = cli.fedramp;
     let action = match cli.command {
         Command::Action(action) | Command::Access { action } => action,
+        Command::Version(args) => return version::run(&args),
     };
     let log_target = match &action {
         Action::Tcp(args) => match (&args.logfile, &args.log_directory) {

@@ -78,6 +78,52 @@ mod imp {
     }
 }
 
+/// macOS: the kernel's record of the process start, read as gopsutil reads
+/// it (the `kern.proc.pid` sysctl's `kinfo_proc`, `p_starttime`): seconds *
+/// 1000 + microseconds / 1000. The sysctl, not `proc_pidinfo`: its BSD info
+/// holds the same fields but is refused for another user's process (launchd,
+/// pid 1, included), where gopsutil gets an answer.
+#[cfg(target_os = "macos")]
+mod imp {
+    /// `struct kinfo_proc` (648 bytes on x86_64 and arm64): it opens with
+    /// `kp_proc.p_un`, a union whose timeval member is `p_starttime`; the
+    /// rest is not read, and libc has no binding for it.
+    #[repr(C)]
+    struct KinfoProc {
+        starttime: libc::timeval,
+        _rest: [u8; KINFO_PROC_SIZE - std::mem::size_of::<libc::timeval>()],
+    }
+    const KINFO_PROC_SIZE: usize = 648;
+    const _: () = assert!(std::mem::size_of::<KinfoProc>() == KINFO_PROC_SIZE);
+
+    pub fn start_time_ms(pid: i64) -> Option<i64> {
+        let pid = libc::c_int::try_from(pid).ok()?;
+        let mut mib = [libc::CTL_KERN, libc::KERN_PROC, libc::KERN_PROC_PID, pid];
+        // SAFETY: all-zero bytes are a valid KinfoProc (integers only).
+        let mut info: KinfoProc = unsafe { std::mem::zeroed() };
+        let mut len = KINFO_PROC_SIZE;
+        // SAFETY: the buffer is `len` writable bytes; sysctl writes at most that.
+        let rc = unsafe {
+            libc::sysctl(
+                mib.as_mut_ptr(),
+                mib.len() as libc::c_uint,
+                (&mut info as *mut KinfoProc).cast(),
+                &mut len,
+                std::ptr::null_mut(),
+                0,
+            )
+        };
+        // no such process: success with nothing written (gopsutil: EIO)
+        if rc != 0 || len != KINFO_PROC_SIZE {
+            return None;
+        }
+        // time_t is an i64 on every 64-bit macOS
+        let secs = info.starttime.tv_sec as i64;
+        let usecs = i64::from(info.starttime.tv_usec);
+        Some(secs * 1000 + usecs / 1000)
+    }
+}
+
 /// Elsewhere only liveness is known; a start time of 0 stands for "unknown".
 #[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 mod imp {
