@@ -1,6 +1,10 @@
 #!/usr/bin/env bash
 # Checks cfaccess beyond this Linux host, with what a Linux machine has:
 #   windows_smoke  the Windows build (mingw) run under Wine against a Linux access-edge
+#   macos_compile  both macOS targets compile, warning-free (cargo-zigbuild)
+#   musl_demo      the static musl binary, and the README's demo run with it
+#   linux_aarch64  aarch64 Linux (gnu and musl) compiles
+# (the last three live in scripts/cross-check-unix.sh, sourced here)
 # Each check is a function; `scripts/cross-check.sh [check...]` runs the ones
 # named (default: all of them), prints PASS/FAIL per step, and exits non-zero
 # if any step failed. To add a check: write a function and add it to ALL.
@@ -10,7 +14,9 @@
 set -uo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
-ALL=(windows_smoke)
+# shellcheck source=scripts/cross-check-unix.sh
+. "$root/scripts/cross-check-unix.sh"
+ALL=(windows_smoke macos_compile musl_demo linux_aarch64)
 failures=0
 pids=()
 

@@ -15,7 +15,6 @@ pub struct DirWatch {
 impl DirWatch {
     /// Watches `dir` for files created, written, renamed into it or deleted.
     /// Call within the runtime.
-    #[cfg_attr(not(target_os = "linux"), expect(unused_variables))]
     pub fn new(dir: &Path) -> DirWatch {
         #[cfg(not(target_os = "linux"))]
         let _ = dir;

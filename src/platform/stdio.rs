@@ -48,6 +48,7 @@ mod unix {
     /// What we ask pipes to hold: more bytes per wake-up, fewer context
     /// switches between ssh and us (the default is 64 KiB; 1 MiB is what an
     /// unprivileged process may ask for on Linux).
+    #[cfg(target_os = "linux")]
     const PIPE_SIZE: libc::c_int = 1 << 20;
 
     /// Opens standard input (fd 0) for async reading. Call within the runtime.
