@@ -42,7 +42,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     logging::init(cli.log_level, log_target)?;
     match action {
         Action::Login(args) => block_on(login::run(args, fedramp)),
-        Action::Token(args) => block_on(token::run(args)),
+        Action::Token(args) => token::run(args),
         Action::Curl(args) => block_on(curl::run(args, fedramp)),
         Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
         Action::SshGen(args) => ssh_gen::run(args, fedramp),
