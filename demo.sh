@@ -18,7 +18,10 @@ if [ -n "${CFACCESS_BIN:-}" ]; then
   cargo build --release -p access-edge --quiet
 else
   step "building cfaccess and access-edge (release)"
-  cargo build --release --workspace --quiet
+  # Two builds, not one --workspace build: that would unify the edge's
+  # dependency features into cfaccess, a bigger binary than users install.
+  cargo build --release -p access-edge --quiet
+  cargo build --release -p cfaccess --quiet
   cfaccess=$PWD/target/release/cfaccess
 fi
 bin=$PWD/target/release
