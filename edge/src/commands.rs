@@ -349,16 +349,26 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
         .first()
         .map(|a| a.hostname.replace("*.", "www."))
         .unwrap_or_default();
-    let ssh = if config.apps.first().is_some_and(|a| a.origin.is_some()) {
-        format!("  ssh -o ProxyCommand='cfaccess access ssh --hostname %h' {first_app}\n")
-    } else {
-        String::new()
+    let ssh = match config.apps.first().and_then(|a| a.origin.as_deref()) {
+        Some(origin) => format!(
+            "  ssh -o ProxyCommand='cfaccess access ssh --hostname %h' {first_app}   \
+             # needs an sshd at {origin} that trusts the app's SSH CA\n"
+        ),
+        None => String::new(),
+    };
+    // Without --auto-approve nobody answers the login page: the browser
+    // helper approves it as the first identity, so the block works as printed.
+    let browser = match (&args.auto_approve, config.identities.first()) {
+        (None, Some(email)) => access_edge::shell_word(Path::new(&format!(
+            "{} --as {email}",
+            edge.browser_path().display()
+        ))),
+        _ => access_edge::shell_word(&edge.browser_path()),
     };
     let banner = format!(
         "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n  cfaccess login https://{first_app}\n{ssh}",
         addr = edge.addr(),
         profile = access_edge::shell_word(&edge.profile_path()),
-        browser = access_edge::shell_word(&edge.browser_path()),
     );
     // stdout may be closed (a backgrounded edge): that is no reason to stop.
     let mut stdout = std::io::stdout().lock();

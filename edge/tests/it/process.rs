@@ -366,7 +366,8 @@ fn the_binary_serves_logs_in_through_its_browser_and_obeys_control_commands() {
         "app            https://ssh.demo.test",
         &format!("aud          {aud}"),
         &format!("export CFACCESS_EDGE={}", profile_path.display()),
-        &format!("export BROWSER={}", browser.display()),
+        // no --auto-approve: the printed BROWSER approves as an identity
+        &format!("export BROWSER='{} --as ", browser.display()),
     ] {
         assert!(
             banner.contains(needle),
@@ -412,6 +413,11 @@ fn zero_config_uses_a_temporary_state_dir_and_removes_it() {
     assert!(Path::new(&state_dir).join("profile.json").exists());
     assert!(banner.contains("identities     "));
     assert!(banner.contains("alice@example.com"));
+    // nobody approves logins on their own here: the printed BROWSER does
+    assert!(
+        banner.contains("/browser --as ") && banner.contains("@example.com'"),
+        "{banner}"
+    );
     let out = terminate(child);
     assert!(out.status.success());
     assert!(
@@ -549,4 +555,20 @@ fn the_binary_carries_websockets_to_the_origin_it_is_given() {
     let err = text(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("has 2 apps"), "{err}");
+}
+
+#[test]
+fn an_error_names_each_cause_once() {
+    let out = run(&[
+        "browse",
+        "--profile",
+        "/nonexistent/profile.json",
+        "--as",
+        "alice@example.com",
+        "https://ssh.demo.test/",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert_eq!(err.matches("No such file or directory").count(), 1, "{err}");
 }
