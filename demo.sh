@@ -7,6 +7,7 @@
 # for a key that sshd never saw.
 set -euo pipefail
 cd "$(dirname "$0")"
+echo "demo.sh: the first run compiles cfaccess and access-edge in release mode, which takes a few minutes on a small machine; later runs reuse the build." >&2
 
 step() { printf '\n\033[1m== %s\033[0m\n' "$*" >&2; }
 
