@@ -25,7 +25,7 @@ pub const VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "cfaccess", version = VERSION, max_term_width = 100)]
 #[command(after_help = "Environment:\n  \
-    CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared)\n  \
+    CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared; --config-dir wins)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
     BROWSER        browser command for logins (default: xdg-open)")]
 pub struct Cli {
@@ -36,6 +36,11 @@ pub struct Cli {
     /// Log in through the FedRAMP login service
     #[arg(long, global = true)]
     pub fedramp: bool,
+
+    /// Config dir for tokens and keys, instead of CFACCESS_DIR or ~/.cloudflared (the ssh
+    /// config that ssh-config prints passes it on, so a second profile needs no variable)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -106,7 +111,16 @@ pub enum Action {
 
     /// Forget the token and ssh certificate of an app, or (with no URL) every one
     ///
-    /// Key pairs stay. Tokens are removed from this machine, not revoked.
+    /// With a URL, the app's token and its host's ssh certificate go (from the ssh-agent too);
+    /// the team's single sign-on (its org token) stays, so the next `login` to any app of the
+    /// team comes back as the same person without a browser. To switch accounts, add --team:
+    /// the team's org token and every token and certificate it issued go as well, and the next
+    /// login asks who you are. With no URL, everything goes. Key pairs stay. Tokens are removed
+    /// from this machine, not revoked.
+    #[command(after_help = "Examples:\n  \
+        cfaccess logout https://app.example.com          # this app only\n  \
+        cfaccess logout --team https://app.example.com   # its whole team: switch accounts\n  \
+        cfaccess logout                                  # everything")]
     Logout(LogoutArgs),
 
     /// Print (or --install) the ssh config that sends a host through cfaccess
@@ -235,6 +249,11 @@ pub struct LogoutArgs {
     /// URL of the Access application [default: every app and team]
     #[arg(value_name = "URL")]
     pub url: Option<String>,
+
+    /// Also log out of the app's team: its org token, and every token and ssh certificate it
+    /// issued (with no URL: every team, which is what a plain `logout` does too)
+    #[arg(long)]
+    pub team: bool,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +273,12 @@ pub struct SshGenArgs {
     /// Get a new certificate even if the one on disk is good
     #[arg(long)]
     pub force: bool,
+
+    /// Also put the key and certificate into the running ssh-agent (SSH_AUTH_SOCK) for as
+    /// long as the certificate is valid, replacing the host's previous one, so `ssh -A`
+    /// forwards it; `cfaccess logout` takes it out
+    #[arg(long)]
+    pub agent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +290,11 @@ pub struct SshConfigArgs {
     /// Log in with short-lived certificates from cfaccess ssh-gen instead of your own keys
     #[arg(long)]
     pub short_lived_cert: bool,
+
+    /// With --short-lived-cert: ssh-gen also puts the certificate into your ssh-agent
+    /// (`ssh-gen --agent`), so `ssh -A` forwards it to the next hop
+    #[arg(long, requires = "short_lived_cert")]
+    pub agent: bool,
 
     /// Write the block into the ssh config file (replacing an earlier one for the host)
     #[arg(long)]
@@ -330,6 +360,9 @@ const LONG_FLAGS: &[&str] = &[
     "key-type",
     "margin",
     "force",
+    "agent",
+    "team",
+    "config-dir",
     "install",
     "dry-run",
     "help",
