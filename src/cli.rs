@@ -106,8 +106,15 @@ pub enum Action {
 
     /// Show what you are logged in to: tokens and ssh certificates, and how long they last
     ///
-    /// Reads the config dir only; asks nobody.
-    Status,
+    /// Reads the config dir only; asks nobody. With a URL, only that app (its token, its
+    /// host's certificate, its team's sign-on), and the exit code says whether anything
+    /// of it is valid: 0 when its token or certificate is, else 1. --json prints the
+    /// same as one JSON object (its schema is in the README, "status --json").
+    #[command(after_help = "Examples:\n  \
+        cfaccess status\n  \
+        cfaccess status https://app.example.com || cfaccess login https://app.example.com\n  \
+        cfaccess status --json | jq '.apps[] | {app, email, expires}'")]
+    Status(StatusArgs),
 
     /// Forget the token and ssh certificate of an app, or (with no URL) every one
     ///
@@ -167,6 +174,10 @@ pub struct TokenArgs {
     /// URL of the Access application
     #[arg(long, value_name = "URL")]
     pub app: Option<String>,
+
+    /// Print {"token","exp","email","aud"} as JSON instead of the bare token
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +253,17 @@ pub struct TcpArgs {
     /// Write logs to cfaccess.log in this directory instead of stderr
     #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
     pub log_directory: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// URL of an Access application: show only it, and fail when nothing of it is valid
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print one JSON object (a stable schema, see the README) instead of text
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -363,6 +385,7 @@ const LONG_FLAGS: &[&str] = &[
     "agent",
     "team",
     "config-dir",
+    "json",
     "install",
     "dry-run",
     "help",

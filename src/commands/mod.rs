@@ -50,7 +50,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
         Action::SshGen(args) => ssh_gen::run(args, fedramp),
         Action::SshConfig(args) => ssh_config::run(args),
-        Action::Status => status::run(),
+        Action::Status(args) => status::run(&args),
         Action::Logout(args) => logout::run(&args),
     }
 }

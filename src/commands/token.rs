@@ -1,13 +1,28 @@
-//! `cfaccess token <url>`: the cached app token, and nothing else.
+//! `cfaccess token <url> [--json]`: the cached app token, and nothing else;
+//! with `--json`, the token with what a script wants to know of it.
 
 use std::io::Write;
 use std::process::ExitCode;
 
 use anyhow::{Context, anyhow};
+use serde::Serialize;
 
 use crate::access::LoginOptions;
+use crate::access::jwt;
 use crate::cli::TokenArgs;
 use crate::error::WithHint;
+
+/// `token --json`: `{"token": "<jwt>", "exp": <unix seconds>, "email":
+/// "<identity>", "aud": "<the app's aud>"}`, with `email` empty for a
+/// token that names none (a service token's). Read from the token's own
+/// claims (unverified: the edge verifies; these say when to log in again).
+#[derive(Debug, Serialize)]
+struct TokenJson<'a> {
+    token: &'a str,
+    exp: i64,
+    email: String,
+    aud: &'a str,
+}
 
 pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
     let url = super::app_url(args.url.as_deref(), args.app.as_deref())?;
@@ -18,9 +33,23 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
         .app_token(&app)
         .ok_or_else(|| anyhow!("no valid token for {url} is cached"))
         .hint(format!("run `cfaccess login {url}`"))?;
-    let mut out = std::io::stdout().lock();
-    out.write_all(token.as_bytes())
-        .and_then(|()| out.flush())
+    let out = if args.json {
+        // the store hands out only tokens whose claims it could read
+        let claims = jwt::peek(&token).unwrap_or_default();
+        let json = TokenJson {
+            token: &token,
+            exp: claims.exp.unwrap_or(0),
+            email: claims.email.unwrap_or_default(),
+            aud: &app.aud,
+        };
+        serde_json::to_string(&json).context("cannot write the token as JSON")? + "\n"
+    } else {
+        token
+    };
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
         .context("cannot write the token to stdout")?;
     Ok(ExitCode::SUCCESS)
 }
