@@ -169,7 +169,7 @@ fn status_of_an_app_fails_when_nothing_of_it_is_valid() {
     let other = env.run(&["status", "--json", OTHER]);
     assert_eq!(other.code, Some(1), "{other:#?}");
     let s = json(&other);
-    assert_eq!(s["url"], format!("{OTHER}/"));
+    assert_eq!(s["url"], OTHER_HOST);
     assert_eq!(s["apps"], serde_json::json!([]));
     assert_eq!(s["teams"], serde_json::json!([]), "{s:#}");
     // an expired token counts as nothing

@@ -41,7 +41,7 @@ use crate::inventory::{self, Credential};
 /// }
 /// ```
 ///
-/// `url` is the URL asked about (`status <url>`), else `null`; `team` is
+/// `url` is the host (and port) asked about (`status <url>`), else `null`; `team` is
 /// `null` when unknown; `app` is the app's host as Access names it (`*.x`
 /// for a wildcard app); `identities` lists each email that a team or app
 /// token carries, with where.
@@ -132,7 +132,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
         .write_all(out.as_bytes())
         .and_then(|()| stdout.flush())
         .context("cannot write to stdout")?;
-    if let Some(url) = &url {
+    if let (Some(url), Some(raw)) = (&url, &args.url) {
         let valid =
             status.apps.iter().any(|a| a.valid) || status.certificates.iter().any(|c| c.valid);
         if !valid {
@@ -141,7 +141,7 @@ pub fn run(args: &StatusArgs) -> anyhow::Result<ExitCode> {
                 url.authority(),
                 dir.path().display()
             ))
-            .hint(format!("run `cfaccess login {url}`"));
+            .hint(format!("run `cfaccess login {raw}`"));
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -155,7 +155,7 @@ fn collect(dir: &ConfigDir, now: i64, url: Option<&AppUrl>, shown: &[&Credential
         version: 1,
         config_dir: dir.path().display().to_string(),
         now,
-        url: url.map(|u| u.to_string()),
+        url: url.map(|u| u.authority()),
         apps: Vec::new(),
         teams: Vec::new(),
         certificates: Vec::new(),
@@ -255,8 +255,8 @@ fn text(status: &Status) -> String {
         status.apps.is_empty() && status.teams.is_empty() && status.certificates.is_empty();
     match (&status.url, nothing) {
         (None, true) => out.push_str("Not logged in to any Access application.\n"),
-        (Some(url), true) => {
-            let _ = writeln!(out, "Nothing for {url}.");
+        (Some(app), true) => {
+            let _ = writeln!(out, "Nothing for {app}.");
         }
         _ => {}
     }
