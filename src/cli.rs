@@ -562,10 +562,48 @@ mod tests {
                 "/tmp/c",
                 "--dry-run",
             ],
+            // issue 12: the agent, teams, profiles, JSON
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--agent"],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-config",
+                "--hostname",
+                "h",
+                "--short-lived-cert",
+                "--agent",
+            ],
+            &["cfaccess", "logout", "--team", "https://x"],
+            &["cfaccess", "status", "--json", "https://x"],
+            &["cfaccess", "token", "--json", "--app", "https://x"],
+            &[
+                "cfaccess",
+                "--config-dir",
+                "/p",
+                "access",
+                "ssh",
+                "--hostname",
+                "h",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-gen",
+                "--hostname",
+                "h",
+                "--config-dir",
+                "/p",
+            ],
         ] {
             let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
         }
+    }
+
+    #[test]
+    fn agent_in_the_printed_config_needs_short_lived_certificates() {
+        let parsed = Cli::try_parse_from(["cfaccess", "ssh-config", "--hostname", "h", "--agent"]);
+        assert!(parsed.is_err());
     }
 
     #[test]
