@@ -421,3 +421,22 @@ fn debug_logs_say_why_a_certificate_is_reused_or_renewed() {
         "{forced}"
     );
 }
+
+#[test]
+fn an_ed25519_key_goes_into_the_agent_too() {
+    let w = world(&[]);
+    w.ssh_gen(&["--agent", "--key-type", "ed25519"]).success();
+    let listed = w.ssh_add("-l");
+    assert!(
+        listed.contains(&format!("{} (ED25519-CERT)", w.key_path().display())),
+        "{listed}"
+    );
+    assert_eq!(w.certs_in_agent().len(), 1);
+    // and a new key type replaces the old certificate in the agent
+    w.ssh_gen(&["--agent", "--key-type", "ecdsa"]).success();
+    let listed = w.ssh_add("-l");
+    assert!(
+        listed.contains("(ECDSA-CERT)") && !listed.contains("ED25519"),
+        "{listed}"
+    );
+}

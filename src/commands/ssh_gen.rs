@@ -10,6 +10,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
+use ssh_key::Certificate;
 
 use crate::access::config_dir::ConfigDir;
 use crate::access::host::AppUrl;
@@ -21,7 +22,6 @@ use crate::error::WithHint;
 use crate::ssh::agent::{self, Agent};
 use crate::ssh::cert_sign::{self, CertSignError};
 use crate::ssh::keys::{CertProblem, KeyFiles, check_cert};
-use ssh_key::Certificate;
 
 pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let url = super::hostname_url(args.hostname.as_deref(), "ssh-gen")?;
