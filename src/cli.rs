@@ -25,7 +25,7 @@ pub const VERSION: &str = concat!(
 #[derive(Debug, Parser)]
 #[command(name = "cfaccess", version = VERSION, max_term_width = 100)]
 #[command(after_help = "Environment:\n  \
-    CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared)\n  \
+    CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared; --config-dir wins)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
     BROWSER        browser command for logins (default: xdg-open)")]
 pub struct Cli {
@@ -36,6 +36,11 @@ pub struct Cli {
     /// Log in through the FedRAMP login service
     #[arg(long, global = true)]
     pub fedramp: bool,
+
+    /// Config dir for tokens and keys, instead of CFACCESS_DIR or ~/.cloudflared (the ssh
+    /// config that ssh-config prints passes it on, so a second profile needs no variable)
+    #[arg(long, global = true, value_name = "DIR")]
+    pub config_dir: Option<std::path::PathBuf>,
 
     #[command(subcommand)]
     pub command: Command,
@@ -101,12 +106,28 @@ pub enum Action {
 
     /// Show what you are logged in to: tokens and ssh certificates, and how long they last
     ///
-    /// Reads the config dir only; asks nobody.
-    Status,
+    /// Reads the config dir only; asks nobody. With a URL, only that app (its token, its
+    /// host's certificate, its team's sign-on), and the exit code says whether anything
+    /// of it is valid: 0 when its token or certificate is, else 1. --json prints the
+    /// same as one JSON object (its schema is in the README, "status --json").
+    #[command(after_help = "Examples:\n  \
+        cfaccess status\n  \
+        cfaccess status https://app.example.com || cfaccess login https://app.example.com\n  \
+        cfaccess status --json | jq '.apps[] | {app, email, expires}'")]
+    Status(StatusArgs),
 
     /// Forget the token and ssh certificate of an app, or (with no URL) every one
     ///
-    /// Key pairs stay. Tokens are removed from this machine, not revoked.
+    /// With a URL, the app's token and its host's ssh certificate go (from the ssh-agent too);
+    /// the team's single sign-on (its org token) stays, so the next `login` to any app of the
+    /// team comes back as the same person without a browser. To switch accounts, add --team:
+    /// the team's org token and every token and certificate it issued go as well, and the next
+    /// login asks who you are. With no URL, everything goes. Key pairs stay. Tokens are removed
+    /// from this machine, not revoked.
+    #[command(after_help = "Examples:\n  \
+        cfaccess logout https://app.example.com          # this app only\n  \
+        cfaccess logout --team https://app.example.com   # its whole team: switch accounts\n  \
+        cfaccess logout                                  # everything")]
     Logout(LogoutArgs),
 
     /// Print (or --install) the ssh config that sends a host through cfaccess
@@ -153,6 +174,10 @@ pub struct TokenArgs {
     /// URL of the Access application
     #[arg(long, value_name = "URL")]
     pub app: Option<String>,
+
+    /// Print {"token","exp","email","aud"} as JSON instead of the bare token
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -231,10 +256,26 @@ pub struct TcpArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// URL of an Access application: show only it, and fail when nothing of it is valid
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Print one JSON object (a stable schema, see the README) instead of text
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
 pub struct LogoutArgs {
     /// URL of the Access application [default: every app and team]
     #[arg(value_name = "URL")]
     pub url: Option<String>,
+
+    /// Also log out of the app's team: its org token, and every token and ssh certificate it
+    /// issued (with no URL: every team, which is what a plain `logout` does too)
+    #[arg(long)]
+    pub team: bool,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +295,12 @@ pub struct SshGenArgs {
     /// Get a new certificate even if the one on disk is good
     #[arg(long)]
     pub force: bool,
+
+    /// Also put the key and certificate into the running ssh-agent (SSH_AUTH_SOCK) for as
+    /// long as the certificate is valid, replacing the host's previous one, so `ssh -A`
+    /// forwards it; `cfaccess logout` takes it out
+    #[arg(long)]
+    pub agent: bool,
 }
 
 #[derive(Debug, Args)]
@@ -265,6 +312,11 @@ pub struct SshConfigArgs {
     /// Log in with short-lived certificates from cfaccess ssh-gen instead of your own keys
     #[arg(long)]
     pub short_lived_cert: bool,
+
+    /// With --short-lived-cert: ssh-gen also puts the certificate into your ssh-agent
+    /// (`ssh-gen --agent`), so `ssh -A` forwards it to the next hop
+    #[arg(long, requires = "short_lived_cert")]
+    pub agent: bool,
 
     /// Write the block into the ssh config file (replacing an earlier one for the host)
     #[arg(long)]
@@ -330,6 +382,10 @@ const LONG_FLAGS: &[&str] = &[
     "key-type",
     "margin",
     "force",
+    "agent",
+    "team",
+    "config-dir",
+    "json",
     "install",
     "dry-run",
     "help",
@@ -506,10 +562,48 @@ mod tests {
                 "/tmp/c",
                 "--dry-run",
             ],
+            // issue 12: the agent, teams, profiles, JSON
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--agent"],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-config",
+                "--hostname",
+                "h",
+                "--short-lived-cert",
+                "--agent",
+            ],
+            &["cfaccess", "logout", "--team", "https://x"],
+            &["cfaccess", "status", "--json", "https://x"],
+            &["cfaccess", "token", "--json", "--app", "https://x"],
+            &[
+                "cfaccess",
+                "--config-dir",
+                "/p",
+                "access",
+                "ssh",
+                "--hostname",
+                "h",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-gen",
+                "--hostname",
+                "h",
+                "--config-dir",
+                "/p",
+            ],
         ] {
             let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
         }
+    }
+
+    #[test]
+    fn agent_in_the_printed_config_needs_short_lived_certificates() {
+        let parsed = Cli::try_parse_from(["cfaccess", "ssh-config", "--hostname", "h", "--agent"]);
+        assert!(parsed.is_err());
     }
 
     #[test]

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 
 use crate::access::config_dir::ConfigDir;
+use crate::access::edge_profile::wildcard_matches;
+use crate::access::host::AppUrl;
 use crate::access::jwt;
 use crate::platform::read::read_capped_string;
 
@@ -15,6 +17,9 @@ pub enum Credential {
     /// An app token: `<app host>-<aud>-token`.
     AppToken {
         app: String,
+        aud: String,
+        /// The team (auth domain) that issued it: the host of its `iss`.
+        team: Option<String>,
         email: String,
         expires: i64,
         path: PathBuf,
@@ -29,7 +34,11 @@ pub enum Credential {
     /// A short-lived ssh certificate: `<host>-cf_key-cert.pub`.
     SshCert {
         host: String,
+        /// The team of the host's app, from the app metadata kept beside it.
+        team: Option<String>,
         principals: Vec<String>,
+        key_id: String,
+        valid_after: i64,
         expires: i64,
         path: PathBuf,
     },
@@ -76,9 +85,13 @@ fn read(path: &Path, name: &str) -> Option<Credential> {
     if let Some(host) = name.strip_suffix("-cf_key-cert.pub") {
         let text = read_capped_string(path, crate::limits::SSH_FILE).ok()?;
         let cert = ssh_key::Certificate::from_openssh(text.trim()).ok()?;
+        let metadata = path.with_file_name(format!("{host}-metadata"));
         return Some(Credential::SshCert {
             host: host.to_owned(),
+            team: metadata_team(&metadata),
             principals: cert.valid_principals().to_vec(),
+            key_id: cert.key_id().to_owned(),
+            valid_after: i64::try_from(cert.valid_after()).unwrap_or(i64::MAX),
             expires: i64::try_from(cert.valid_before()).unwrap_or(i64::MAX),
             path: path.to_owned(),
         });
@@ -97,16 +110,83 @@ fn read(path: &Path, name: &str) -> Option<Credential> {
         });
     }
     // `<app host>-<aud>`: the aud is one the token names
-    let app = claims
-        .aud
-        .iter()
-        .find_map(|aud| token_name.strip_suffix(aud.as_str())?.strip_suffix('-'))?;
+    let (app, aud) = claims.aud.iter().find_map(|aud| {
+        let app = token_name.strip_suffix(aud.as_str())?.strip_suffix('-')?;
+        Some((app, aud))
+    })?;
+    let team = claims
+        .iss
+        .as_deref()
+        .and_then(|iss| url::Url::parse(iss).ok())
+        .and_then(|iss| iss.host_str().map(str::to_ascii_lowercase));
     Some(Credential::AppToken {
         app: app.to_owned(),
+        aud: aud.clone(),
+        team,
         email,
         expires,
         path: path.to_owned(),
     })
+}
+
+/// What in `found` is the app's at `url`: its token (the file its kept app
+/// info names, or one for its host, a wildcard app's included) and the
+/// certificate of its host.
+pub fn of_app<'a>(found: &'a [Credential], dir: &ConfigDir, url: &AppUrl) -> Vec<&'a Credential> {
+    let host = url.hostname();
+    let stem = url.key_stem();
+    let app_token = crate::access::app_info::cached(dir, url).map(|app| dir.app_token(&app));
+    found
+        .iter()
+        .filter(|c| match c {
+            Credential::AppToken { app, path, .. } => {
+                app_token.as_deref() == Some(path.as_path())
+                    || app.eq_ignore_ascii_case(&host)
+                    || wildcard_matches(&app.replacen("-.", "*.", 1), &host)
+            }
+            Credential::SshCert {
+                host: cert_host, ..
+            } => *cert_host == stem,
+            Credential::OrgToken { .. } => false,
+        })
+        .collect()
+}
+
+/// The team of the app at `url`: from the app info kept for it, else from
+/// its credentials in `found`.
+pub fn team_of(found: &[Credential], dir: &ConfigDir, url: &AppUrl) -> Option<String> {
+    if let Some(app) = crate::access::app_info::cached(dir, url) {
+        return Some(app.auth_domain);
+    }
+    of_app(found, dir, url)
+        .iter()
+        .find_map(|c| c.team().map(str::to_owned))
+}
+
+/// The team named by the app metadata at `path` (its `auth_domain` claim,
+/// read without checking the signature: it only groups what `status` shows
+/// and `logout --team` removes, files that are ours either way).
+fn metadata_team(path: &Path) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Metadata {
+        auth_domain: String,
+    }
+    let jwt = read_capped_string(path, crate::limits::METADATA_FILE).ok()?;
+    let claims: Metadata = jsonwebtoken::dangerous::insecure_decode_claims(jwt.trim()).ok()?;
+    let team = claims.auth_domain.trim().to_ascii_lowercase();
+    let team = team.strip_prefix("https://").unwrap_or(&team);
+    let host = team.split(['/', ':']).next().unwrap_or_default();
+    Some(host.to_owned()).filter(|t| !t.is_empty())
+}
+
+impl Credential {
+    /// The team it belongs to, when that is known.
+    pub fn team(&self) -> Option<&str> {
+        match self {
+            Credential::OrgToken { team, .. } => Some(team),
+            Credential::AppToken { team, .. } | Credential::SshCert { team, .. } => team.as_deref(),
+        }
+    }
 }
 
 /// "2h5m", "3m20s", "40s": how long until `expires` from `now`, or `None`
@@ -132,7 +212,10 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let dir = ConfigDir::at(tmp.path());
         let header = r#"{"alg":"RS256","kid":"k"}"#;
-        let app = token(header, r#"{"aud":["a1"],"email":"jo@x.test","exp":2000}"#);
+        let app = token(
+            header,
+            r#"{"aud":["a1"],"email":"jo@x.test","exp":2000,"iss":"https://T.cloudflareaccess.com"}"#,
+        );
         let org = token(
             header,
             r#"{"aud":["t.cloudflareaccess.com"],"email":"jo@x.test","exp":3000}"#,
@@ -145,9 +228,10 @@ mod tests {
         let found = credentials(&dir);
         assert_eq!(found.len(), 2, "{found:?}");
         assert!(
-            matches!(&found[0], Credential::AppToken { app, email, expires: 2000, .. }
-            if app == "-.x.test" && email == "jo@x.test")
+            matches!(&found[0], Credential::AppToken { app, aud, email, expires: 2000, .. }
+            if app == "-.x.test" && aud == "a1" && email == "jo@x.test")
         );
+        assert_eq!(found[0].team(), Some("t.cloudflareaccess.com"));
         assert!(
             matches!(&found[1], Credential::OrgToken { team, expires: 3000, .. }
             if team == "t.cloudflareaccess.com")

@@ -184,9 +184,12 @@ fn another_users_identity_is_refused_by_sshd_and_the_principal_is_shown() {
     let run = w.ssh(&["whoami"]);
     assert_eq!(run.code, Some(255), "{run:#?}");
     assert!(run.stderr.contains("Permission denied"), "{run:#?}");
+    // ssh-gen says nothing into ssh's output (issue 12): status names the principal
+    assert!(!run.stderr.contains("new ssh certificate"), "{run:#?}");
+    let status = w.env.run(&["status", APP]);
     assert!(
-        run.stderr.contains("principal 'somebody-else'"),
-        "cfaccess says whom it is for: {run:#?}"
+        status.stdout.contains("principal somebody-else"),
+        "cfaccess says whom it is for: {status:#?}"
     );
 }
 
@@ -282,8 +285,8 @@ fn install_twice_leaves_one_block_and_the_snippet_is_the_documented_one() {
     assert_eq!(
         printed.stdout,
         format!(
-            "Match host {APP_HOST} exec \"{exe} access ssh-gen --hostname %h\"\n  \
-             ProxyCommand {exe} access ssh --hostname %h\n  \
+            "Match host {APP_HOST} exec \"{exe} access ssh-gen --hostname %h --config-dir {dir}\"\n  \
+             ProxyCommand {exe} access ssh --hostname %h --config-dir {dir}\n  \
              IdentityFile {dir}/%h-cf_key\n  \
              CertificateFile {dir}/%h-cf_key-cert.pub\n"
         )
@@ -295,7 +298,9 @@ fn install_twice_leaves_one_block_and_the_snippet_is_the_documented_one() {
     let plain = env.run(&["access", "ssh-config", "--hostname", APP_HOST]);
     assert_eq!(
         plain.stdout,
-        format!("Host {APP_HOST}\n  ProxyCommand {exe} access ssh --hostname %h\n")
+        format!(
+            "Host {APP_HOST}\n  ProxyCommand {exe} access ssh --hostname %h --config-dir {dir}\n"
+        )
     );
 
     // with the default config dir, the snippet says ~/.cloudflared

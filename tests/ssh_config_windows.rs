@@ -90,7 +90,11 @@ fn openssh_takes_the_windows_snippet_for_a_path_with_a_space() {
     };
     assert_eq!(
         get("proxycommand"),
-        [r#""C:\Program Files\cfaccess\cfaccess.exe" access ssh --hostname %h"#]
+        // the moved config dir goes with it (issue 12); Match exec cannot carry a
+        // path with a space through cmd.exe and leaves it to CFACCESS_DIR
+        [
+            r#""C:\Program Files\cfaccess\cfaccess.exe" access ssh --hostname %h --config-dir "C:/Users/Zoë Doe/.cloudflared""#
+        ]
     );
     // ssh -G prints these before expanding `%h`; Linux ssh takes `C:/…` as
     // relative, so only the tail is checked

@@ -14,6 +14,9 @@ use crate::platform::private_dir::{self, PrivateDirError};
 /// Overrides the config dir (tests, or several identities side by side).
 pub const ENV: &str = "CFACCESS_DIR";
 
+/// The `--config-dir` of this process, if one was given.
+static CHOSEN: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
 /// Why the config dir cannot be used.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigDirError {
@@ -38,30 +41,38 @@ pub struct ConfigDir {
 }
 
 impl ConfigDir {
-    /// `$CFACCESS_DIR`, else `~/.cloudflared` (the home as the official
+    /// `--config-dir` (see [`Self::choose`]), else `$CFACCESS_DIR`, else `~/.cloudflared` (the home as the official
     /// client finds it, see [`home::home_dir`]). Nothing is created yet;
     /// if the dir exists, it must be ours and is made 0700 (see [`Self::secure`]).
     pub fn locate() -> Result<Self, ConfigDirError> {
-        let dir = if let Some(dir) = std::env::var_os(ENV).filter(|d| !d.is_empty()) {
-            // ssh-config prints this path, so make it absolute now.
-            let path = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir));
-            ConfigDir {
-                path,
-                is_default: false,
-            }
-        } else {
-            let home = home::home_dir().ok_or(ConfigDirError::NoHome)?;
-            ConfigDir {
-                path: home.join(".cloudflared"),
-                is_default: true,
-            }
-        };
+        let chosen = CHOSEN.get().map(|d| d.as_os_str().to_owned());
+        let dir =
+            if let Some(dir) = chosen.or_else(|| std::env::var_os(ENV).filter(|d| !d.is_empty())) {
+                // ssh-config prints this path, so make it absolute now.
+                let path = std::path::absolute(&dir).unwrap_or_else(|_| PathBuf::from(dir));
+                ConfigDir {
+                    path,
+                    is_default: false,
+                }
+            } else {
+                let home = home::home_dir().ok_or(ConfigDirError::NoHome)?;
+                ConfigDir {
+                    path: home.join(".cloudflared"),
+                    is_default: true,
+                }
+            };
         match dir.secure() {
             Err(ConfigDirError::Check { source, .. })
                 if source.kind() == io::ErrorKind::NotFound => {}
             other => other?,
         }
         Ok(dir)
+    }
+
+    /// Makes `dir` the config dir of this process (`--config-dir`), in place
+    /// of `CFACCESS_DIR` and the default; the first call wins.
+    pub fn choose(dir: PathBuf) {
+        let _ = CHOSEN.set(dir);
     }
 
     /// As OpenSSH does with keys: a dir of another user is refused, and one

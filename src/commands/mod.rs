@@ -27,6 +27,9 @@ use crate::platform::signals;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let fedramp = cli.fedramp;
+    if let Some(dir) = cli.config_dir.filter(|d| !d.as_os_str().is_empty()) {
+        ConfigDir::choose(dir);
+    }
     let action = match cli.command {
         Command::Action(action) | Command::Access { action } => action,
         Command::Version(args) => return version::run(&args),
@@ -47,8 +50,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::Tcp(args) => block_on(tcp::run(args, fedramp)),
         Action::SshGen(args) => ssh_gen::run(args, fedramp),
         Action::SshConfig(args) => ssh_config::run(args),
-        Action::Status => status::run(),
-        Action::Logout(args) => logout::run(args.url.as_deref()),
+        Action::Status(args) => status::run(&args),
+        Action::Logout(args) => logout::run(&args),
     }
 }
 

@@ -16,7 +16,7 @@ use crate::limits;
 use crate::platform::read::read_capped_string;
 use crate::platform::short_path::short_path;
 use crate::platform::{atomic_file, home, private_dir};
-use crate::ssh::config::{self as ssh_config, KeyDir, Program, Style};
+use crate::ssh::config::{self as ssh_config, Certs, KeyDir, Program, Style};
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     let hostname = match args.hostname.as_deref() {
@@ -35,14 +35,19 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         KeyDir::Path(dir.path().to_string_lossy().into_owned())
     };
     let style = Style::native();
-    let block =
-        match ssh_config::snippet(style, &program, &hostname, args.short_lived_cert, &key_dir) {
-            Ok(block) => block,
-            Err(e) => {
-                let hint = e.hint();
-                return Err(e).hint(hint);
-            }
-        };
+    let block = match ssh_config::snippet(
+        style,
+        &program,
+        &hostname,
+        Certs::new(args.short_lived_cert, args.agent),
+        &key_dir,
+    ) {
+        Ok(block) => block,
+        Err(e) => {
+            let hint = e.hint();
+            return Err(e).hint(hint);
+        }
+    };
 
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");

@@ -3,11 +3,14 @@
 //!
 //! ssh runs this before every connection (`Match exec`), so when the
 //! certificate on disk is for our key and stays valid for the margin, it
-//! exits at once: no runtime, no HTTP client, no request.
+//! exits at once: no runtime, no HTTP client, no request. With `--agent` it
+//! also makes sure the running ssh-agent holds that certificate (one local
+//! socket exchange) and puts it there when not (`ssh::agent`).
 
 use std::process::ExitCode;
 
 use anyhow::Context;
+use ssh_key::Certificate;
 
 use crate::access::config_dir::ConfigDir;
 use crate::access::host::AppUrl;
@@ -16,38 +19,162 @@ use crate::access::login_service::Redirect;
 use crate::access::{LoginOptions, show_other_login};
 use crate::cli::SshGenArgs;
 use crate::error::WithHint;
+use crate::ssh::agent::{self, Agent};
 use crate::ssh::cert_sign::{self, CertSignError};
-use crate::ssh::keys::{KeyFiles, check_cert};
+use crate::ssh::keys::{CertProblem, KeyFiles, check_cert};
 
 pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let url = super::hostname_url(args.hostname.as_deref(), "ssh-gen")?;
     let dir = ConfigDir::locate()?;
     let files = KeyFiles::new(&dir, &url.key_stem());
-    if !args.force && usable(&files, &args) {
-        tracing::debug!(
-            "the certificate on disk is good for {} s more at least",
-            args.margin
-        );
+    let reused = if args.force {
+        tracing::debug!("--force: getting a new certificate whatever is on disk");
+        None
+    } else {
+        reusable(&url, &files, &args)
+    };
+    if let Some(cert) = reused {
+        if args.agent {
+            to_agent(&url, &files, &cert, false);
+        }
         return Ok(ExitCode::SUCCESS);
     }
-    super::block_on(fetch(url, files, args, fedramp))
-}
-
-/// Whether the certificate on disk will do, without asking anyone.
-fn usable(files: &KeyFiles, args: &SshGenArgs) -> bool {
-    match files.usable_cert(crate::access::jwt::now().max(0) as u64, args.margin) {
-        Ok(cert) => args.key_type.is_none_or(|t| t.matches(cert.public_key())),
-        Err(why) => {
-            tracing::debug!("a new certificate is needed: {why}");
-            false
+    let code = super::block_on(fetch(url.clone(), &files, &args, fedramp))?;
+    if args.agent {
+        match files.usable_cert(now(), 0) {
+            Ok(cert) => to_agent(&url, &files, &cert, true),
+            Err(why) => tracing::warn!("no certificate to put into the ssh-agent: {why}"),
         }
     }
+    Ok(code)
+}
+
+/// The certificate on disk if it will do, without asking anyone; with
+/// `--log-level debug`, why it is reused or renewed (nothing secret: names,
+/// principals, times, the key's fingerprint).
+fn reusable(url: &AppUrl, files: &KeyFiles, args: &SshGenArgs) -> Option<Certificate> {
+    let host = url.authority();
+    if !files.private.is_file() {
+        tracing::debug!("no key pair for {host} yet: making one and getting a certificate");
+        return None;
+    }
+    if !files.cert.is_file() {
+        tracing::debug!(
+            "no certificate for {host} in {}: getting one",
+            files.cert.display()
+        );
+        return None;
+    }
+    let now = now();
+    let cert = match files.usable_cert(now, args.margin) {
+        Ok(cert) => cert,
+        Err(CertProblem::Expired) => {
+            tracing::debug!(
+                "renewing the certificate for {host}: it has expired or ends within the \
+                 --margin of {} s",
+                args.margin
+            );
+            return None;
+        }
+        Err(why) => {
+            tracing::debug!("renewing the certificate for {host}: {why}");
+            return None;
+        }
+    };
+    if let Some(wanted) = args.key_type
+        && !wanted.matches(cert.public_key())
+    {
+        tracing::debug!(
+            "renewing the certificate for {host}: it is for a {} key and --key-type asks for {wanted:?}",
+            cert.public_key().algorithm()
+        );
+        return None;
+    }
+    tracing::debug!(
+        "reusing the certificate for {host}: principal {}, valid for {} more (margin {} s), key {}",
+        principals(&cert),
+        left(&cert, now),
+        args.margin,
+        cert.public_key().fingerprint(Default::default()),
+    );
+    Some(cert)
+}
+
+/// Whether the certificate on disk will do (the quiet check of waiters).
+fn usable(files: &KeyFiles, args: &SshGenArgs) -> bool {
+    files
+        .usable_cert(now(), args.margin)
+        .is_ok_and(|cert| args.key_type.is_none_or(|t| t.matches(cert.public_key())))
+}
+
+/// Puts `cert` into the ssh-agent for the rest of its validity, unless the
+/// agent holds it already. A failure is a warning, not an error: the
+/// certificate is on disk, and ssh uses it from there.
+fn to_agent(url: &AppUrl, files: &KeyFiles, cert: &Certificate, new: bool) {
+    let now = now();
+    let lifetime = u32::try_from(cert.valid_before().saturating_sub(now)).unwrap_or(u32::MAX);
+    let comment = agent::comment_for(&files.private);
+    let added = Agent::connect().and_then(|mut agent| {
+        if !new && agent.holds(cert, &comment)? {
+            return Ok(None);
+        }
+        agent.replace(&files.private, cert, lifetime).map(Some)
+    });
+    match added {
+        Ok(None) => tracing::debug!("the ssh-agent holds this certificate already"),
+        Ok(Some(removed)) => tell(format!(
+            "ssh certificate for {} added to the ssh-agent for {}{}",
+            url.authority(),
+            left(cert, now),
+            if removed > 0 {
+                " (in place of the previous one)"
+            } else {
+                ""
+            },
+        )),
+        Err(e) if e.is_absent() => tracing::warn!(
+            "the certificate is not in an ssh-agent: {e}; start one (eval $(ssh-agent)) or leave out --agent"
+        ),
+        Err(e) => tracing::warn!("the certificate is not in the ssh-agent: {e}"),
+    }
+}
+
+/// A line for the user who ran ssh-gen by hand, on a terminal (stdout and
+/// stderr both terminals); otherwise only for the log at info level. ssh
+/// runs `Match exec` commands with stdout on /dev/null and stderr its own,
+/// so a line printed there would land in every `ssh host cmd 2>&1`.
+fn tell(line: String) {
+    use std::io::IsTerminal;
+    let by_hand = std::io::stderr().is_terminal() && std::io::stdout().is_terminal();
+    if by_hand && !tracing::enabled!(tracing::Level::INFO) {
+        eprintln!("cfaccess: {line}");
+    } else {
+        tracing::info!("{line}");
+    }
+}
+
+fn principals(cert: &Certificate) -> String {
+    cert.valid_principals()
+        .iter()
+        .map(|p| format!("'{p}'"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How long `cert` stays valid from `now`, as status shows it.
+fn left(cert: &Certificate, now: u64) -> String {
+    let before = i64::try_from(cert.valid_before()).unwrap_or(i64::MAX);
+    crate::inventory::remaining(before, now as i64).unwrap_or_else(|| "0s".into())
+}
+
+fn now() -> u64 {
+    crate::access::jwt::now().max(0) as u64
 }
 
 async fn fetch(
     url: AppUrl,
-    files: KeyFiles,
-    args: SshGenArgs,
+    files: &KeyFiles,
+    args: &SshGenArgs,
     fedramp: bool,
 ) -> anyhow::Result<ExitCode> {
     let access = super::access(LoginOptions {
@@ -56,12 +183,12 @@ async fn fetch(
     })?;
     access.store().dir().ensure()?;
     // Many ssh started at once: one asks cert_sign, the others wait for it.
-    let check = || usable(&files, &args).then(String::new);
+    let check = || usable(files, args).then(String::new);
     let _lock = match lock::acquire(&files.cert, check, show_other_login).await? {
         Acquired::Token(_) => return Ok(ExitCode::SUCCESS),
         Acquired::Lock(lock) => lock,
     };
-    if !args.force && usable(&files, &args) {
+    if !args.force && usable(files, args) {
         return Ok(ExitCode::SUCCESS);
     }
 
@@ -78,26 +205,22 @@ async fn fetch(
     }
     .with_context(|| format!("cannot get an ssh certificate for {}", url.authority()))?;
 
-    let now = crate::access::jwt::now().max(0) as u64;
-    let cert = check_cert(&signed.certificate, &key, now, 0)
+    let cert = check_cert(&signed.certificate, &key, now(), 0)
         .map_err(|why| {
             anyhow::anyhow!("cert_sign returned a certificate that cannot be used: {why}")
         })
         .hint("try again; if it persists, the app's SSH CA is misconfigured")?;
     files.write_cert(&signed.certificate)?;
-    // One line when a certificate is new (every few minutes at most): when
-    // sshd refuses it, the principal is the first thing to check.
+    // When sshd refuses a certificate, the principal is the first thing to
+    // check: status shows it, and so does this line (on a terminal, or in
+    // the log at info level).
     let until = std::time::UNIX_EPOCH + std::time::Duration::from_secs(cert.valid_before());
-    eprintln!(
-        "cfaccess: new ssh certificate for {}: principal {}, valid until {}",
+    tell(format!(
+        "new ssh certificate for {}: principal {}, valid until {}",
         url.authority(),
-        cert.valid_principals()
-            .iter()
-            .map(|p| format!("'{p}'"))
-            .collect::<Vec<_>>()
-            .join(", "),
+        principals(&cert),
         httpdate::fmt_http_date(until),
-    );
+    ));
     tracing::debug!(key_id = %cert.key_id(), "wrote {}", files.cert.display());
     Ok(ExitCode::SUCCESS)
 }

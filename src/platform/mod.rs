@@ -1,6 +1,7 @@
 //! Everything that differs from one OS to another, one file per concern,
 //! each with its `cfg` branches inside. Nothing here knows a protocol type.
 
+pub mod agent_socket;
 pub mod atomic_file;
 pub mod browser;
 pub mod dir_watch;

@@ -107,34 +107,96 @@ impl Unquotable {
     }
 }
 
-/// The block for `hostname`, with a final newline.
+/// Which credentials the block has ssh use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Certs {
+    /// The user's own keys: only the ProxyCommand.
+    Own,
+    /// Short-lived certificates from `ssh-gen`, which with `agent` also
+    /// puts each into the ssh-agent (`ssh-gen --agent`).
+    ShortLived { agent: bool },
+}
+
+impl Certs {
+    /// From ssh-config's `--short-lived-cert` and `--agent`.
+    pub fn new(short_lived_cert: bool, agent: bool) -> Certs {
+        if short_lived_cert {
+            Certs::ShortLived { agent }
+        } else {
+            Certs::Own
+        }
+    }
+}
+
+/// `true` is `--short-lived-cert` without the agent.
+impl From<bool> for Certs {
+    fn from(short_lived_cert: bool) -> Certs {
+        if short_lived_cert {
+            Certs::ShortLived { agent: false }
+        } else {
+            Certs::Own
+        }
+    }
+}
+
+/// The block for `hostname`, with a final newline. A moved config dir
+/// (`KeyDir::Path`) is passed to both commands as `--config-dir`: ssh does
+/// not hand `CFACCESS_DIR` on to them unless the user exports it, and on
+/// Windows a `ProxyCommand` cannot set a variable at all.
 pub fn snippet(
     style: Style,
     exe: &Program,
     hostname: &str,
-    short_lived_cert: bool,
+    certs: impl Into<Certs>,
     key_dir: &KeyDir,
 ) -> Result<String, Unquotable> {
+    let certs = certs.into();
+    let (proxy_dir, exec_dir) = match key_dir {
+        KeyDir::Default => (String::new(), Ok(String::new())),
+        KeyDir::Path(_) => {
+            let dir = key_dir.as_config_path(style);
+            let word = dir_word(style, &dir).ok_or_else(|| unquotable(&dir, style))?;
+            let exec = match (word.exec, style) {
+                (Some(w), _) => Ok(format!(" --config-dir {w}")),
+                // cmd.exe cannot be handed a path with a space without
+                // quotes, which a Match exec word cannot hold: ssh-gen
+                // falls back to CFACCESS_DIR from the environment there, as
+                // before --config-dir (README: Windows)
+                (None, Style::Windows) => Ok(String::new()),
+                (None, Style::Unix) => Err(unquotable(&dir, style)),
+            };
+            (format!(" --config-dir {}", word.proxy), exec)
+        }
+    };
+    let agent = if certs == (Certs::ShortLived { agent: true }) {
+        " --agent"
+    } else {
+        ""
+    };
     let (proxy_exe, exec) = match style {
         Style::Unix => {
             let exe_path = exe;
             let exe = shell_word(&exe.path);
-            let exec = format!("{exe} access ssh-gen --hostname %h");
-            let exec = quoted(&exec).ok_or_else(|| unquotable(&exe_path.path, style));
+            let exec = exec_dir.and_then(|dir| {
+                let exec = format!("{exe} access ssh-gen --hostname %h{dir}{agent}");
+                quoted(&exec).ok_or_else(|| unquotable(&exe_path.path, style))
+            });
             (exe, exec)
         }
         Style::Windows => (
             windows::proxy_program(&exe.path).ok_or_else(|| unquotable(&exe.path, style))?,
-            windows::exec_command(exe).ok_or_else(|| Unquotable {
-                path: exe.path.clone(),
-                what: "a space (or , ; =) and has no 8.3 short name",
-                why: "which cmd.exe cannot run from ssh's Match exec (it can hold no quotes)",
-                style,
+            exec_dir.and_then(|dir| {
+                windows::exec_command(exe, &format!("{dir}{agent}")).ok_or_else(|| Unquotable {
+                    path: exe.path.clone(),
+                    what: "a space (or , ; =) and has no 8.3 short name",
+                    why: "which cmd.exe cannot run from ssh's Match exec (it can hold no quotes)",
+                    style,
+                })
             }),
         ),
     };
-    let proxy = format!("  ProxyCommand {proxy_exe} access ssh --hostname %h\n");
-    if !short_lived_cert {
+    let proxy = format!("  ProxyCommand {proxy_exe} access ssh --hostname %h{proxy_dir}\n");
+    if certs == Certs::Own {
         return Ok(format!("Host {hostname}\n{proxy}"));
     }
     let exec = exec?;
@@ -146,6 +208,39 @@ pub fn snippet(
         arg("%h-cf_key")?,
         arg("%h-cf_key-cert.pub")?,
     ))
+}
+
+/// The config dir as an argument of the two commands.
+struct DirWord {
+    /// In `ProxyCommand`.
+    proxy: String,
+    /// In the command of `Match exec`, before that is quoted as a config
+    /// word; `None` when it has no form there.
+    exec: Option<String>,
+}
+
+/// `dir` (as [`KeyDir::as_config_path`] wrote it, `%` already doubled) as
+/// a word of each command, if it has a form there.
+fn dir_word(style: Style, dir: &str) -> Option<DirWord> {
+    match style {
+        Style::Unix => {
+            // shell_word doubles `%` itself
+            let word = shell_word(&dir.replace("%%", "%"));
+            Some(DirWord {
+                proxy: word.clone(),
+                exec: Some(word),
+            })
+        }
+        Style::Windows => {
+            // CreateProcessW hands the line to cfaccess, whose argument
+            // parser takes a double-quoted word whole; cmd.exe (Match exec)
+            // leaves quotes out, so there the path must need none
+            // (in double quotes when the config parser would read it otherwise)
+            let proxy = config_arg(dir)?;
+            let exec = windows::exec_arg(dir);
+            Some(DirWord { proxy, exec })
+        }
+    }
 }
 
 fn unquotable(path: &str, style: Style) -> Unquotable {
@@ -275,7 +370,7 @@ mod windows {
     /// first (the long path, then the short one), so that escapes are
     /// relied on only where no name avoids them: an 8.3 name keeps `&`, `(`,
     /// `)`, `^` and `%`, which are valid in one.
-    pub(super) fn exec_command(exe: &Program) -> Option<String> {
+    pub(super) fn exec_command(exe: &Program, extra: &str) -> Option<String> {
         let forms: Vec<&str> = [Some(exe.path.as_str()), exe.short_path.as_deref()]
             .into_iter()
             .flatten()
@@ -285,8 +380,19 @@ mod windows {
         let plain = forms.iter().filter(|p| !p.contains(escaped));
         plain.chain(forms.iter()).find_map(|p| {
             let program = cmd_escape(p).replace('%', "%%");
-            quoted(&format!("{program} access ssh-gen --hostname %h"))
+            quoted(&format!("{program} access ssh-gen --hostname %h{extra}"))
         })
+    }
+
+    /// An argument for the `Match exec` command: one that cmd.exe passes on
+    /// as it is and cfaccess reads as one word (no space or other splitter,
+    /// no quote), cmd.exe's specials escaped as for the program's path.
+    pub(super) fn exec_arg(arg: &str) -> Option<String> {
+        if arg.contains(splits_command) || arg.contains('"') {
+            return None;
+        }
+        // `%` comes doubled for ssh; cmd_escape wants it single
+        Some(cmd_escape(&arg.replace("%%", "%")).replace('%', "%%"))
     }
 
     /// What [`cmd_escape`] puts a `^` before or after.
@@ -433,8 +539,10 @@ mod tests {
         .unwrap();
         assert_eq!(
             s,
-            "Match host h exec \"'/opt/my tools/100%%/cfaccess' access ssh-gen --hostname %h\"\n  \
-             ProxyCommand '/opt/my tools/100%%/cfaccess' access ssh --hostname %h\n  \
+            "Match host h exec \"'/opt/my tools/100%%/cfaccess' access ssh-gen --hostname %h \
+             --config-dir '/var/keys 1'\"\n  \
+             ProxyCommand '/opt/my tools/100%%/cfaccess' access ssh --hostname %h \
+             --config-dir '/var/keys 1'\n  \
              IdentityFile \"/var/keys 1/%h-cf_key\"\n  \
              CertificateFile \"/var/keys 1/%h-cf_key-cert.pub\"\n"
         );
@@ -479,9 +587,16 @@ mod tests {
         }
         let dir = KeyDir::Path(r#"/k/"q""#.into());
         assert!(snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).is_err());
+        // a single quote: the shell word of --config-dir is `'/k/it'\''s'`,
+        // which no config word reads alike, but ProxyCommand takes it
         let dir = KeyDir::Path("/k/it's".into());
+        assert!(snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).is_err());
+        let s = snippet(Style::Unix, &unix("/bin/cfaccess"), "h", false, &dir).unwrap();
+        assert!(s.ends_with("--config-dir '/k/it'\\''s'\n"), "{s}");
+        let dir = KeyDir::Path("/k/a=b#c".into());
         let s = snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).unwrap();
-        assert!(s.contains("IdentityFile \"/k/it's/%h-cf_key\"\n"), "{s}");
+        assert!(s.contains("IdentityFile \"/k/a=b#c/%h-cf_key\"\n"), "{s}");
+        assert!(s.contains("--hostname %h --config-dir '/k/a=b#c'\""), "{s}");
     }
 
     #[test]

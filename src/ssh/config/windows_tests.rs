@@ -367,17 +367,73 @@ fn check(block: &str, path: &str, runs: &str, env: &[(&str, &str)]) -> Parsed {
 
     let (program, argv) = proxy_spawn(&nine.proxy);
     assert_eq!(program, path, "{block}");
+    let (argv, proxy_dir) = split_config_dir(argv);
     assert_eq!(argv, [path, "access", "ssh", "--hostname", HOST], "{block}");
 
     let (program, argv) =
         cmd_c(&nine.exec, env).unwrap_or_else(|e| panic!("cmd.exe: {e}\n{block}"));
     assert_eq!(program, runs, "{block}");
+    let (argv, exec_dir) = split_config_dir(argv);
+    if exec_dir.is_some() {
+        assert_eq!(
+            exec_dir, proxy_dir,
+            "both commands get the same dir: {block}"
+        );
+    }
     assert_eq!(
         argv,
         [runs, "access", "ssh-gen", "--hostname", HOST],
         "{block}"
     );
     nine
+}
+
+/// `argv` without a trailing `--config-dir <dir>`, and that dir.
+fn split_config_dir(mut argv: Vec<String>) -> (Vec<String>, Option<String>) {
+    let n = argv.len();
+    if n >= 2 && argv[n - 2] == "--config-dir" {
+        let dir = argv.pop();
+        argv.pop();
+        return (argv, dir);
+    }
+    (argv, None)
+}
+
+/// The config dir each command of `block` is given.
+fn dirs_given(block: &str) -> (Option<String>, Option<String>) {
+    let p = parse(block, HOST, false).unwrap();
+    let (_, proxy) = proxy_spawn(&p.proxy);
+    let (_, exec) = cmd_c(&p.exec, &[]).unwrap();
+    (split_config_dir(proxy).1, split_config_dir(exec).1)
+}
+
+#[test]
+fn a_moved_config_dir_is_given_to_both_commands_where_cmd_exe_can_carry_it() {
+    let exe = win(r"C:\Tools\cfaccess.exe", None);
+    let plain = block(&exe, &KeyDir::Path(r"C:\k\plain".into()));
+    assert_eq!(
+        dirs_given(&plain),
+        (Some("C:/k/plain".into()), Some("C:/k/plain".into())),
+        "{plain}"
+    );
+    let odd = block(&exe, &KeyDir::Path(r"C:\k\a&b(1)%x".into()));
+    assert_eq!(
+        dirs_given(&odd),
+        (Some("C:/k/a&b(1)%x".into()), Some("C:/k/a&b(1)%x".into())),
+        "{odd}"
+    );
+    // a space: ProxyCommand quotes it; Match exec cannot, and leaves it to CFACCESS_DIR
+    let spaced = block(&exe, &KeyDir::Path(r"C:\Users\Zoë Doe\keys".into()));
+    assert_eq!(
+        dirs_given(&spaced),
+        (Some("C:/Users/Zoë Doe/keys".into()), None),
+        "{spaced}"
+    );
+    assert_eq!(
+        dirs_given(&block(&exe, &KeyDir::Default)),
+        (None, None),
+        "the default dir needs no flag"
+    );
 }
 
 #[test]
