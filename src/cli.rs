@@ -113,7 +113,12 @@ pub enum Action {
     ///
     /// The snippet goes to stdout, so `cfaccess ssh-config --hostname h >> ~/.ssh/config`
     /// works; with --install it is written into ~/.ssh/config as a marked
-    /// block that a second run replaces.
+    /// block that a second run replaces, before the first section that would
+    /// win over it (ssh takes the first value it meets, so a `Host *` above
+    /// it would). With --include it goes to a file of its own, included at
+    /// the top.
+    ///
+    /// Example: cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install --dry-run
     SshConfig(SshConfigArgs),
 }
 
@@ -274,9 +279,14 @@ pub struct SshConfigArgs {
     #[arg(long, value_name = "FILE", requires = "install")]
     pub config: Option<std::path::PathBuf>,
 
-    /// With --install: show the change, write nothing
+    /// With --install: show the change as a unified diff, write nothing
     #[arg(long, requires = "install")]
     pub dry_run: bool,
+
+    /// With --install: write the block to its own file (cfaccess/config beside
+    /// the ssh config) and Include that at the top of the ssh config
+    #[arg(long, requires = "install")]
+    pub include: bool,
 }
 
 const TCP_ABOUT: &str = "\

@@ -3,4 +3,5 @@
 
 pub mod cert_sign;
 pub mod config;
+pub mod install;
 pub mod keys;
