@@ -70,8 +70,9 @@ impl InstallError {
 pub enum Position {
     /// At the end: nothing in the file applies to the host.
     End,
-    /// Before the line that would otherwise win (its number in the new
-    /// text, 1-based, and the line itself).
+    /// Before the line that would otherwise win (its number in the file
+    /// as it was, without any earlier block for the host, 1-based, and the
+    /// line itself).
     Before { line: usize, text: String },
     /// Where an earlier block for the host was, which still wins.
     InPlace,
