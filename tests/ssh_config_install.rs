@@ -188,7 +188,7 @@ fn include_puts_the_block_in_its_own_file_read_first() {
     );
     assert_eq!(mode(&config), 0o644, "the config keeps its mode");
     assert_eq!(mode(&included), 0o600);
-    assert_eq!(mode(&included.parent().unwrap()), 0o700);
+    assert_eq!(mode(included.parent().unwrap()), 0o700);
     let block = std::fs::read_to_string(&included).unwrap();
     assert!(
         block.starts_with(&format!("# BEGIN cfaccess {APP_HOST}\nHost {APP_HOST}\n")),
