@@ -38,6 +38,8 @@ pub const WS_UPGRADE: Duration = Duration::from_secs(10);
 /// Opening a carrier end to end, logins excepted: every dial, discovery and
 /// token check of section 6.2 together.
 pub const CARRIER_OPEN: Duration = Duration::from_secs(30);
+/// `ssh -V` and `ssh -G`, which `cfaccess doctor` runs.
+pub const SSH_PROBE: Duration = Duration::from_secs(10);
 /// How long a waiter waits for another process's login (section 3).
 pub const LOCK_WAIT: Duration = Duration::from_secs(600);
 /// A JWT naming a key the cached key set lacks makes cfaccess fetch the set
