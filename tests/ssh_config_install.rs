@@ -182,7 +182,7 @@ fn include_puts_the_block_in_its_own_file_read_first() {
     assert_eq!(
         text,
         format!(
-            "# BEGIN cfaccess include\nInclude {}\n# END cfaccess include\n\n{HOST_STAR}",
+            "# BEGIN cfaccess (include)\nInclude {}\n# END cfaccess (include)\n\n{HOST_STAR}",
             included.display()
         )
     );
@@ -232,7 +232,7 @@ fn include_puts_the_block_in_its_own_file_read_first() {
         !back.contains(&format!("# BEGIN cfaccess {APP_HOST}")),
         "{back}"
     );
-    assert!(back.starts_with("# BEGIN cfaccess include\n"), "{back}");
+    assert!(back.starts_with("# BEGIN cfaccess (include)\n"), "{back}");
 }
 
 #[test]

@@ -74,13 +74,14 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         Some(file) => file,
         None => ssh_dir()?.join("config"),
     };
-    // a config kept as a symlink (dotfiles) is edited where it points
-    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    // beside the config as named (~/.ssh), not in a dotfiles repo it links to
     let include_file = file
         .parent()
         .unwrap_or(Path::new("."))
         .join("cfaccess")
         .join("config");
+    // a config kept as a symlink (dotfiles) is edited where it points
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
     let old = read(&file)?;
     let old_include = read(&include_file)?;
     let text = old.as_deref().unwrap_or("");
@@ -95,8 +96,13 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
             .map_err(hinted)?;
         changes.push((include_file.clone(), old_include.clone(), placed.text));
         let without = install::remove(text, hostname).map_err(hinted)?;
-        let main = install::place_include(without.as_deref().unwrap_or(text), &include_file)
-            .map_err(hinted)?;
+        let home = home::home_dir().filter(|_| style == Style::Windows);
+        let main = install::place_include(
+            without.as_deref().unwrap_or(text),
+            &include_file,
+            home.as_deref(),
+        )
+        .map_err(hinted)?;
         changes.push((file.clone(), old.clone(), main));
         outcome = format!(
             "the cfaccess block for {hostname} in {}, included at the top of {}",

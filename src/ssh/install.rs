@@ -184,9 +184,16 @@ pub fn place(config: &str, hostname: &str, block: &str) -> Result<Placed, Instal
 
 /// The marked `Include` line of `include` and where it goes: the very top of
 /// `config` (an earlier one is moved there, so it is always read first).
-pub fn place_include(config: &str, include: &Path) -> Result<String, InstallError> {
-    const NAME: &str = "include";
-    let line = include_line(include)?;
+/// `home` is given for Win32-OpenSSH, which reads a path with a drive
+/// letter as one relative to `~/.ssh`: a path under it is written `~/…`.
+pub fn place_include(
+    config: &str,
+    include: &Path,
+    home: Option<&Path>,
+) -> Result<String, InstallError> {
+    // no hostname holds parentheses, so no host's markers are these
+    const NAME: &str = "(include)";
+    let line = include_line(include, home)?;
     let (lines, _) = cut_blocks(config, NAME)?;
     let (begin, end) = markers(NAME);
     let mut text = format!("{begin}\n{line}\n{end}\n");
@@ -201,8 +208,11 @@ pub fn place_include(config: &str, include: &Path) -> Result<String, InstallErro
 /// the password database's home, not from `HOME`; quoted when it holds a
 /// space. ssh globs the path, so glob characters (and quotes, which no
 /// version reads alike) are refused.
-fn include_line(path: &Path) -> Result<String, InstallError> {
-    let text = path.to_string_lossy();
+fn include_line(path: &Path, home: Option<&Path>) -> Result<String, InstallError> {
+    let text = match home.and_then(|h| path.strip_prefix(h).ok()) {
+        Some(rest) => format!("~/{}", rest.to_string_lossy()).into(),
+        None => path.to_string_lossy(),
+    };
     let refused = |c: char| {
         let windows_separator = cfg!(windows) && c == '\\';
         ("*?[]\"'\\#".contains(c) || c.is_control()) && !windows_separator
@@ -621,28 +631,37 @@ mod tests {
     #[test]
     fn the_include_line_goes_first_once() {
         let inc = Path::new("/home/me/.ssh/cfaccess/config");
-        let once = place_include("# mine\nHost *\n  User x\n", inc).unwrap();
+        let once = place_include("# mine\nHost *\n  User x\n", inc, None).unwrap();
         assert_eq!(
             once,
-            "# BEGIN cfaccess include\nInclude /home/me/.ssh/cfaccess/config\n# END cfaccess include\n\n# mine\nHost *\n  User x\n"
+            "# BEGIN cfaccess (include)\nInclude /home/me/.ssh/cfaccess/config\n# END cfaccess (include)\n\n# mine\nHost *\n  User x\n"
         );
-        assert_eq!(place_include(&once, inc).unwrap(), once);
+        assert_eq!(place_include(&once, inc, None).unwrap(), once);
         // one the user moved down is moved back up
         let moved = format!(
             "Host *\n  User x\n\n{}",
             once.lines().take(3).collect::<Vec<_>>().join("\n") + "\n"
         );
         assert!(
-            place_include(&moved, inc)
+            place_include(&moved, inc, None)
                 .unwrap()
-                .starts_with("# BEGIN cfaccess include\n")
+                .starts_with("# BEGIN cfaccess (include)\n")
         );
         assert_eq!(
-            place_include("", Path::new("/home/my self/c")).unwrap(),
-            "# BEGIN cfaccess include\nInclude \"/home/my self/c\"\n# END cfaccess include\n"
+            place_include("", Path::new("/home/my self/c"), None).unwrap(),
+            "# BEGIN cfaccess (include)\nInclude \"/home/my self/c\"\n# END cfaccess (include)\n"
+        );
+        assert_eq!(
+            place_include(
+                "",
+                Path::new("/h/me/.ssh/cfaccess/config"),
+                Some(Path::new("/h/me"))
+            )
+            .unwrap(),
+            "# BEGIN cfaccess (include)\nInclude ~/.ssh/cfaccess/config\n# END cfaccess (include)\n"
         );
         for bad in ["/home/a*b/c", "/h/[x]/c", "/h/\"q\"/c"] {
-            assert!(place_include("", Path::new(bad)).is_err(), "{bad}");
+            assert!(place_include("", Path::new(bad), None).is_err(), "{bad}");
         }
     }
 
