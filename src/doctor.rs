@@ -177,45 +177,59 @@ fn config_dir_path() -> Result<ConfigDir, config_dir::ConfigDirError> {
 }
 
 /// `program args…` to its end within [`limits::SSH_PROBE`]: its exit
-/// status, stdout and stderr; `Err` when it cannot start or overruns.
+/// status, stdout and stderr; `Err` when it cannot start or overruns (it is
+/// killed then).
 fn run_probe(mut cmd: Command) -> Result<(bool, String, String), String> {
-    let child = cmd
+    use std::io::Read;
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| e.to_string())?;
-    let (tx, rx) = std::sync::mpsc::channel();
-    let id = child.id();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait_with_output());
-    });
-    match rx.recv_timeout(limits::SSH_PROBE) {
-        Ok(Ok(out)) => Ok((
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => {
-            kill(id);
-            Err(format!(
-                "it did not finish within {}",
-                limits::show(limits::SSH_PROBE)
-            ))
+    // drained on their own threads, so a chatty child never blocks on a full pipe
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = Vec::new();
+            if let Some(mut pipe) = pipe {
+                let _ = pipe.by_ref().take(1 << 20).read_to_end(&mut text);
+            }
+            String::from_utf8_lossy(&text).into_owned()
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + limits::SSH_PROBE;
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break status,
+            Ok(None) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            Ok(None) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(format!(
+                    "it did not finish within {}",
+                    limits::show(limits::SSH_PROBE)
+                ));
+            }
+            Err(e) => return Err(e.to_string()),
         }
-    }
-}
-
-/// Ends the probe that overran (the waiting thread then reaps it).
-fn kill(pid: u32) {
-    #[cfg(unix)]
-    // SAFETY: kill has no memory-safety preconditions; the pid is our unreaped child.
-    unsafe {
-        libc::kill(pid as i32, libc::SIGKILL);
-    }
-    #[cfg(not(unix))]
-    let _ = pid;
+    };
+    let out = out.join().unwrap_or_default();
+    let err = err.join().unwrap_or_default();
+    Ok((status.success(), out, err))
 }
 
 fn ssh_client() -> Check {

@@ -342,3 +342,37 @@ fn without_an_app_only_the_local_checks_run() {
     let bad = env.run(&["doctor", "ftp://x"]);
     bad.failure(2);
 }
+
+#[test]
+fn an_ssh_that_is_missing_or_hangs_fails_its_check_within_the_deadline() {
+    let env = TestEnv::new();
+    // a PATH with no ssh at all
+    let empty = env.tmp.path().join("empty-bin");
+    std::fs::create_dir(&empty).unwrap();
+    let mut cmd = env.cmd(&["doctor"]);
+    cmd.env("PATH", &empty);
+    let run = run_with_deadline(cmd, Duration::from_secs(60));
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    let l = line(&run, "ssh-client");
+    assert!(
+        l.starts_with("FAIL") && l.contains("fix: install the OpenSSH client"),
+        "{l}"
+    );
+
+    // an ssh that never answers is stopped at the deadline (limits::SSH_PROBE)
+    let bin = env.tmp.path().join("hung-bin");
+    std::fs::create_dir(&bin).unwrap();
+    let hung = env.script("ssh", "exec sleep 600");
+    std::fs::rename(&hung, bin.join("ssh")).unwrap();
+    let mut cmd = env.cmd(&["doctor"]);
+    cmd.env("PATH", format!("{}:/usr/bin:/bin", bin.display()));
+    let started = std::time::Instant::now();
+    let run = run_with_deadline(cmd, Duration::from_secs(60));
+    let took = started.elapsed();
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        line(&run, "ssh-client").contains("did not finish within 10s"),
+        "{run:#?}"
+    );
+    assert!(took < Duration::from_secs(20), "took {took:?}");
+}
