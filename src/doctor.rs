@@ -817,6 +817,20 @@ fn ssh_config(
         ))
         .data(data);
     }
+    // a binary moved or removed since the config was written (ssh runs a
+    // bare name through PATH, so only a path is looked at)
+    let has_dir = Path::new(&program)
+        .parent()
+        .is_some_and(|p| !p.as_os_str().is_empty());
+    if has_dir && !Path::new(&program).exists() {
+        return Check::new(
+            "ssh-config",
+            Status::Fail,
+            format!("ssh {host} runs {program}, which does not exist (moved or removed?)"),
+        )
+        .fix(install)
+        .data(data);
+    }
     let in_dir = |c: &String| {
         c.ends_with("-cf_key-cert.pub")
             && dir.is_some_and(|d| Path::new(c).parent() == Some(d.path()))

@@ -215,6 +215,19 @@ fn an_ssh_config_that_does_not_go_through_cfaccess_fails_with_the_install_comman
         "another program: ProxyCommand nc %h %p",
         &install,
     );
+    // a cfaccess that is no longer where the config says
+    std::fs::write(
+        &config,
+        "Host *\n  ProxyCommand /gone/cfaccess access ssh --hostname %h\n",
+    )
+    .unwrap();
+    let run = doctor(&env, &config, &[]);
+    assert_fails(
+        &run,
+        "ssh-config",
+        "/gone/cfaccess, which does not exist",
+        &install,
+    );
     // and the fix fixes it
     let mut fix = env.cmd(&[]);
     fix.args([
