@@ -541,9 +541,11 @@ fn clock(found: &Found) -> Check {
     };
     let secs = |t: std::time::SystemTime| {
         t.duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs() as i64)
+            .map_or(0.0, |d| d.as_secs_f64())
     };
-    let skew = secs(std::time::SystemTime::now()) - secs(theirs);
+    // a Date is cut to the whole second: the edge's time was half a second
+    // later, on the average
+    let skew = (secs(std::time::SystemTime::now()) - secs(theirs) - 0.5).round() as i64;
     let data = json!({ "skew_seconds": skew, "edge_date": date });
     let amount = limits::show(Duration::from_secs(skew.unsigned_abs()));
     // a Date has whole seconds, and the answer took some time to come
