@@ -134,8 +134,24 @@ pub enum Action {
     ///
     /// The snippet goes to stdout, so `cfaccess ssh-config --hostname h >> ~/.ssh/config`
     /// works; with --install it is written into ~/.ssh/config as a marked
-    /// block that a second run replaces.
+    /// block that a second run replaces, before the first section that would
+    /// win over it (ssh takes the first value it meets, so a `Host *` above
+    /// it would). With --include it goes to a file of its own, included at
+    /// the top.
+    ///
+    /// Example: cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install --dry-run
     SshConfig(SshConfigArgs),
+
+    /// Check what stands between you and an Access application, with the fix for each
+    ///
+    /// One line per check: the ssh client, the config dir's owner and
+    /// modes, CFACCESS_EDGE and proxy settings, DNS and TLS to the app and
+    /// its team's auth domain, your clock against the edge's Date, the app
+    /// token and ssh certificate for the host, and whether `ssh -G <host>`
+    /// goes through cfaccess. Exits 1 when a check fails. Repairs nothing.
+    ///
+    /// Example: cfaccess doctor https://ssh.example.com --json
+    Doctor(DoctorArgs),
 }
 
 #[derive(Debug, Args)]
@@ -326,9 +342,33 @@ pub struct SshConfigArgs {
     #[arg(long, value_name = "FILE", requires = "install")]
     pub config: Option<std::path::PathBuf>,
 
-    /// With --install: show the change, write nothing
+    /// With --install: show the change as a unified diff, write nothing
     #[arg(long, requires = "install")]
     pub dry_run: bool,
+
+    /// With --install: write the block to its own file (cfaccess/config beside
+    /// the ssh config) and Include that at the top of the ssh config
+    #[arg(long, requires = "install")]
+    pub include: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// URL of the Access application to check (wins over --hostname)
+    #[arg(value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Hostname of the Access application to check
+    #[arg(long, value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// Print the checks as JSON (schema 1: {"schema","url","ok","checks":[{"id","status","summary","fix","data"}]})
+    #[arg(long)]
+    pub json: bool,
+
+    /// The ssh config file for the `ssh -G` check (ssh -F) [default: ssh's own]
+    #[arg(long, short = 'F', value_name = "FILE")]
+    pub ssh_config: Option<std::path::PathBuf>,
 }
 
 const TCP_ABOUT: &str = "\

@@ -7,6 +7,7 @@ pub mod access;
 pub mod carrier;
 pub mod cli;
 mod commands;
+pub mod doctor;
 pub mod error;
 pub mod inventory;
 pub mod limits;

@@ -212,6 +212,7 @@ Examples (each takes --state-dir DIR, the state dir of the running edge):
   access-edge fault cert-sign expired --state-dir DIR   cert_sign issues expired certificates
   access-edge fault cert-sign error --status 500 --message 'CA offline' --state-dir DIR
   access-edge fault metadata stale-iat --state-dir DIR  app metadata JWTs carry a stale iat
+  access-edge fault date-skew -5m --state-dir DIR       Date headers 5 min behind (0s: right)
   access-edge fault list --state-dir DIR
   access-edge fault clear --state-dir DIR";
 
@@ -280,6 +281,14 @@ pub enum FaultCommand {
     Metadata {
         #[arg(value_enum)]
         kind: MetadataKind,
+        #[command(flatten)]
+        at: Running,
+    },
+    /// Send every Date header DURATION ahead of the edge's clock (`-5m`:
+    /// behind; 0s: right), as a client whose clock is off would read it
+    DateSkew {
+        #[arg(value_name = "DURATION", allow_hyphen_values = true, value_parser = parse_signed_duration)]
+        skew: i64,
         #[command(flatten)]
         at: Running,
     },
@@ -400,6 +409,18 @@ pub enum KeyType {
     Ecdsa,
     /// Ed25519
     Ed25519,
+}
+
+/// `5m` or `-5m`, in seconds.
+fn parse_signed_duration(text: &str) -> Result<i64, String> {
+    let (sign, rest) = match text.strip_prefix('-') {
+        Some(rest) => (-1, rest),
+        None => (1, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let d = parse_duration(rest)?;
+    i64::try_from(d.as_secs())
+        .map(|s| sign * s)
+        .map_err(|_| "too long".to_owned())
 }
 
 fn parse_duration(text: &str) -> Result<Duration, String> {

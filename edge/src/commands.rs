@@ -132,6 +132,9 @@ fn fault_command(fault: FaultCommand) -> (PathBuf, ControlFault) {
                 message: (kind == CertSignKind::Error).then_some(message),
             },
         ),
+        FaultCommand::DateSkew { skew, at } => {
+            (at.state_dir, ControlFault::DateSkew { seconds: skew })
+        }
         FaultCommand::Metadata { kind, at } => (
             at.state_dir,
             ControlFault::Metadata {

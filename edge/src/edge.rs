@@ -404,6 +404,13 @@ impl Edge {
         self.state.faults.delay_handshake(delay);
     }
 
+    /// Send every answer's `Date` header `seconds` ahead of the real time
+    /// (behind when negative; 0: the real time), as a client with a clock
+    /// that far off would read it.
+    pub fn skew_date(&self, seconds: i64) {
+        self.state.faults.skew_date(seconds);
+    }
+
     /// Lifetimes of the tokens minted from now on.
     pub fn set_token_lifetimes(&self, app: Duration, org: Duration) {
         self.state.update_settings(|s| {

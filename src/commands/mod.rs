@@ -2,6 +2,7 @@
 //! No protocol logic lives here.
 
 mod curl;
+mod doctor;
 mod login;
 mod logout;
 mod ssh_config;
@@ -52,6 +53,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::SshConfig(args) => ssh_config::run(args),
         Action::Status(args) => status::run(&args),
         Action::Logout(args) => logout::run(&args),
+        Action::Doctor(args) => block_on(doctor::run(args)),
     }
 }
 

@@ -1,8 +1,10 @@
 //! `cfaccess ssh-config --hostname h [--short-lived-cert]`: the ssh_config
-//! snippet on stdout (so `>> ~/.ssh/config` works), or `--install`ed.
+//! snippet on stdout (so `>> ~/.ssh/config` works), or `--install`ed where
+//! it wins (see `ssh::install`), `--include`d from a file of its own, or
+//! shown as a `--dry-run` diff.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -17,15 +19,27 @@ use crate::platform::read::read_capped_string;
 use crate::platform::short_path::short_path;
 use crate::platform::{atomic_file, home, private_dir};
 use crate::ssh::config::{self as ssh_config, Certs, KeyDir, Program, Style};
+use crate::ssh::install::{self, InstallError, Position};
+
+/// The host ssh matches, and the application's path when it has one.
+struct Target {
+    hostname: String,
+    /// `/some/path`, and the key stem `ssh-gen` uses for it.
+    path: Option<(String, String)>,
+}
 
 pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
-    let hostname = match args.hostname.as_deref() {
-        Some(h) => ssh_hostname(h)?,
+    let target = match args.hostname.as_deref() {
+        Some(h) => ssh_target(h)?,
         None if args.install => {
             return Err(UsageError("--install needs --hostname".into()).into());
         }
-        None => "[your hostname]".into(),
+        None => Target {
+            hostname: "[your hostname]".into(),
+            path: None,
+        },
     };
+    let hostname = target.hostname.as_str();
     let exe = std::env::current_exe().context("cannot find the path of this program")?;
     let program = Program::new(&exe, short_path(&exe).as_deref());
     let dir = ConfigDir::locate()?;
@@ -35,10 +49,10 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         KeyDir::Path(dir.path().to_string_lossy().into_owned())
     };
     let style = Style::native();
-    let block = match ssh_config::snippet(
+    let mut block = match ssh_config::snippet(
         style,
         &program,
-        &hostname,
+        hostname,
         Certs::new(args.short_lived_cert, args.agent),
         &key_dir,
     ) {
@@ -48,6 +62,9 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
             return Err(e).hint(hint);
         }
     };
+    if let Some((path, stem)) = &target.path {
+        block = install::with_app_path(&block, hostname, path, stem).map_err(hinted)?;
+    }
 
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
@@ -62,47 +79,138 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         Some(file) => file,
         None => ssh_dir()?.join("config"),
     };
-    let old = match read_capped_string(&file, limits::SSH_CONFIG_FILE) {
-        Ok(text) => text,
-        Err(e) if e.is_not_found() => String::new(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", file.display())),
-    };
-    let installed = ssh_config::install(&old, &hostname, &block);
-    if args.dry_run {
-        let mut diff = format!(
-            "--- {}\n+++ {} (with cfaccess's block for {hostname})\n",
-            file.display(),
+    // beside the config as named (~/.ssh), not in a dotfiles repo it links to
+    let include_file = file
+        .parent()
+        .unwrap_or(Path::new("."))
+        .join("cfaccess")
+        .join("config");
+    // a config kept as a symlink (dotfiles) is edited where it points
+    let file = std::fs::canonicalize(&file).unwrap_or(file);
+    let old = read(&file)?;
+    let old_include = read(&include_file)?;
+    let text = old.as_deref().unwrap_or("");
+
+    // What changes, the file that makes the new block win first: with
+    // --include the block's own file, else the config; then the other one
+    // loses its now stale block for the host (an included one would win).
+    let mut changes: Vec<(PathBuf, Option<String>, String)> = Vec::new();
+    let outcome;
+    if args.include {
+        let placed = install::place(old_include.as_deref().unwrap_or(""), hostname, &block)
+            .map_err(hinted)?;
+        changes.push((include_file.clone(), old_include.clone(), placed.text));
+        let without = install::remove(text, hostname).map_err(hinted)?;
+        let home = home::home_dir().filter(|_| style == Style::Windows);
+        let main = install::place_include(
+            without.as_deref().unwrap_or(text),
+            &include_file,
+            home.as_deref(),
+        )
+        .map_err(hinted)?;
+        changes.push((file.clone(), old.clone(), main));
+        outcome = format!(
+            "the cfaccess block for {hostname} in {}, included at the top of {}",
+            include_file.display(),
             file.display()
         );
-        for line in installed.replaced.iter().flat_map(|old| old.lines()) {
-            diff.push_str(&format!("-{line}\n"));
+    } else {
+        let placed = install::place(text, hostname, &block).map_err(hinted)?;
+        outcome = match &placed.position {
+            Position::End => format!(
+                "the cfaccess block for {hostname} at the end of {}",
+                file.display()
+            ),
+            Position::InPlace => format!("the cfaccess block for {hostname} in {}", file.display()),
+            Position::Before { line, text } => format!(
+                "the cfaccess block for {hostname} in {}, before line {line} ({text}): \
+                 ssh takes the first value it meets, so the block wins over that",
+                file.display()
+            ),
+        };
+        changes.push((file.clone(), old.clone(), placed.text));
+        if let Some(inc) = &old_include
+            && let Some(without) = install::remove(inc, hostname).map_err(hinted)?
+        {
+            changes.push((include_file.clone(), old_include.clone(), without));
         }
-        for line in block.lines() {
-            diff.push_str(&format!("+{line}\n"));
+    }
+    changes.retain(|(_, old, new)| old.as_deref() != Some(new.as_str()));
+
+    if args.dry_run {
+        if changes.is_empty() {
+            eprintln!("Nothing to change: {outcome} is up to date.");
+            return Ok(ExitCode::SUCCESS);
         }
-        print!("{diff}");
+        eprintln!("Dry run, nothing written. --install would make these changes:");
+        let mut out = std::io::stdout().lock();
+        for (path, old, new) in &changes {
+            out.write_all(install::diff(path, old.as_deref(), new).as_bytes())
+                .context("cannot write to stdout")?;
+        }
+        out.flush().context("cannot write to stdout")?;
         return Ok(ExitCode::SUCCESS);
     }
-    let mode = atomic_file::mode_of(&file).unwrap_or(atomic_file::SECRET);
-    atomic_file::write(&file, installed.text.as_bytes(), mode)
-        .with_context(|| format!("cannot write {}", file.display()))
-        .hint("check that the file and its directory are writable")?;
-    let what = if installed.replaced.is_some() {
+    if changes.is_empty() {
+        eprintln!("Up to date: {outcome}.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for (path, _, new) in &changes {
+        write(path, new)?;
+    }
+    let verb = if old
+        .as_deref()
+        .is_some_and(|t| t.contains(&format!("# BEGIN cfaccess {hostname}\n")))
+        || old_include
+            .as_deref()
+            .is_some_and(|t| t.contains(&format!("# BEGIN cfaccess {hostname}\n")))
+    {
         "Replaced"
     } else {
         "Added"
     };
-    eprintln!(
-        "{what} the cfaccess block for {hostname} in {}.",
-        file.display()
-    );
+    eprintln!("{verb} {outcome}.");
     Ok(ExitCode::SUCCESS)
+}
+
+fn hinted(e: InstallError) -> anyhow::Error {
+    let hint = e.hint().to_owned();
+    anyhow::Error::new(crate::error::Hinted {
+        error: e.into(),
+        hint,
+    })
+}
+
+/// The text of `path`, `None` when it does not exist.
+fn read(path: &Path) -> anyhow::Result<Option<String>> {
+    match read_capped_string(path, limits::SSH_CONFIG_FILE) {
+        Ok(text) => Ok(Some(text)),
+        Err(e) if e.is_not_found() => Ok(None),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// Replaces `path` with `text` atomically, keeping its mode (new files
+/// 0600: ssh refuses a config others may write); a missing directory is
+/// created 0700, as ssh wants `~/.ssh`.
+fn write(path: &Path, text: &str) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty())
+        && !parent.exists()
+    {
+        private_dir::create_all(parent)
+            .with_context(|| format!("cannot create {}", parent.display()))?;
+    }
+    let mode = atomic_file::mode_of(path).unwrap_or(atomic_file::SECRET);
+    atomic_file::write(path, text.as_bytes(), mode)
+        .with_context(|| format!("cannot write {}", path.display()))
+        .hint("check that the file and its directory are writable")
 }
 
 /// The host as ssh will match it: the name alone. A name holding ssh's
 /// pattern characters would match other hosts too (`*` every one of them),
-/// so it is refused; a path, which ssh cannot match, is dropped with a note.
-fn ssh_hostname(given: &str) -> anyhow::Result<String> {
+/// so it is refused. A path, which ssh cannot match, is kept for the
+/// commands and key names (see `install::with_app_path`); a query is dropped.
+fn ssh_target(given: &str) -> anyhow::Result<Target> {
     if let Some(c) = given
         .chars()
         .find(|c| matches!(c, '*' | '?' | '!' | ',') || c.is_whitespace())
@@ -128,33 +236,39 @@ fn ssh_hostname(given: &str) -> anyhow::Result<String> {
         ))
         .into());
     }
-    if url.key_stem() != hostname {
-        eprintln!(
-            "note: ssh matches host names only, so the path {} of '{given}' is left out: \
-             the block below is for {hostname}",
-            url.url().path()
-        );
+    if url.url().query().is_some() {
+        eprintln!("note: the query of '{given}' is left out: ssh connections carry none");
     }
-    Ok(hostname)
+    let stem = url.key_stem();
+    let path = url.url().path();
+    // `https://h/` is the host itself, pasted from a browser
+    if stem == hostname || path == "/" {
+        return Ok(Target {
+            hostname,
+            path: None,
+        });
+    }
+    eprintln!(
+        "note: ssh matches host names only, so every ssh connection to {hostname} goes to \
+         the application at {hostname}{path}"
+    );
+    Ok(Target {
+        hostname,
+        path: Some((path.to_owned(), stem)),
+    })
 }
 
-/// `~/.ssh`, created 0700 when missing.
+/// `~/.ssh`, not created yet: only a write makes it (0700).
 fn ssh_dir() -> anyhow::Result<PathBuf> {
     let home = home::home_dir()
         .context("cannot find your home directory, so there is no ~/.ssh/config")
         .hint("set HOME, or give the file with --config")?;
-    let dir = home.join(".ssh");
-    match private_dir::create(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
-            Err(e).with_context(|| format!("cannot create {}", dir.display()))
-        }
-        _ => Ok(dir),
-    }
+    Ok(home.join(".ssh"))
 }
 
 #[cfg(test)]
 mod tests {
-    use super::ssh_hostname;
+    use super::ssh_target;
 
     #[test]
     fn hostnames_that_commands_would_read_as_syntax_are_refused() {
@@ -164,13 +278,18 @@ mod tests {
             "a(b).example.com",
             "a$b.example.com",
         ] {
-            let err = ssh_hostname(bad).unwrap_err().to_string();
+            let err = ssh_target(bad).err().unwrap().to_string();
             assert!(err.contains("DNS name"), "{bad}: {err}");
         }
-        assert_eq!(ssh_hostname("ssh.example.com").unwrap(), "ssh.example.com");
+        let t = ssh_target("ssh.example.com").unwrap();
+        assert_eq!((t.hostname.as_str(), t.path), ("ssh.example.com", None));
+        let t = ssh_target("https://Ssh.Example.com/").unwrap();
+        assert_eq!((t.hostname.as_str(), t.path), ("ssh.example.com", None));
+        let t = ssh_target("https://Ssh.Example.com/x/y").unwrap();
+        assert_eq!(t.hostname, "ssh.example.com");
         assert_eq!(
-            ssh_hostname("https://Ssh.Example.com/x").unwrap(),
-            "ssh.example.com"
+            t.path,
+            Some(("/x/y".to_owned(), "ssh.example.com-x-y".to_owned()))
         );
     }
 }

@@ -70,6 +70,45 @@ pub fn tighten_file(_path: &Path) -> io::Result<bool> {
     Ok(false)
 }
 
+/// What [`secure_dir`] and [`tighten_file`] look at, found without changing
+/// anything (`cfaccess doctor` reports it): the owner when it is not us,
+/// and the permission bits (`None` where there are none, on Windows).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Exposure {
+    /// `(owner, me)` when `path` belongs to another user.
+    pub foreign_owner: Option<(u32, u32)>,
+    pub mode: Option<u32>,
+}
+
+impl Exposure {
+    /// Whether others than the owner have any access.
+    pub fn open_to_others(&self) -> bool {
+        self.mode.is_some_and(|m| m & 0o077 != 0)
+    }
+}
+
+/// The [`Exposure`] of `path` (not followed if a symlink).
+#[cfg(unix)]
+pub fn inspect(path: &Path) -> io::Result<Exposure> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(path)?;
+    // SAFETY: geteuid has no preconditions.
+    let me = unsafe { libc::geteuid() };
+    Ok(Exposure {
+        foreign_owner: (meta.uid() != me).then_some((meta.uid(), me)),
+        mode: Some(meta.mode() & 0o7777),
+    })
+}
+
+#[cfg(not(unix))]
+pub fn inspect(path: &Path) -> io::Result<Exposure> {
+    std::fs::symlink_metadata(path)?;
+    Ok(Exposure {
+        foreign_owner: None,
+        mode: None,
+    })
+}
+
 /// Creates `path` and its missing parents, the new ones private (0700, or
 /// owner-only on Windows).
 pub fn create_all(path: &Path) -> io::Result<()> {

@@ -1,5 +1,5 @@
-//! The ssh_config snippet (PROTOCOL.md section 8), and installing it into an
-//! ssh config file as a marked block that a second run replaces.
+//! The ssh_config snippet (PROTOCOL.md section 8); `ssh::install` puts it
+//! into an ssh config file.
 //!
 //! The snippet names the running binary by its absolute path, and the config
 //! dir as `~/.cloudflared` when it is the default (ssh expands `~` from the
@@ -440,54 +440,6 @@ mod windows {
 #[cfg(test)]
 mod windows_tests;
 
-/// The result of installing a block into a config file's text.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Installed {
-    pub text: String,
-    /// The block that was there before, if any.
-    pub replaced: Option<String>,
-}
-
-/// Puts `block` for `hostname` into `config` between markers: in place of
-/// an earlier block for the same host, else at the end.
-pub fn install(config: &str, hostname: &str, block: &str) -> Installed {
-    let begin = format!("# BEGIN cfaccess {hostname}");
-    let end = format!("# END cfaccess {hostname}");
-    let marked = format!("{begin}\n{block}{end}\n");
-    let lines: Vec<&str> = config.split_inclusive('\n').collect();
-    let start = lines.iter().position(|l| l.trim_end() == begin);
-    let stop = start.and_then(|s| {
-        lines[s..]
-            .iter()
-            .position(|l| l.trim_end() == end)
-            .map(|i| s + i)
-    });
-    if let (Some(start), Some(stop)) = (start, stop) {
-        let old: String = lines[start + 1..stop].concat();
-        let text = format!(
-            "{}{marked}{}",
-            lines[..start].concat(),
-            lines[stop + 1..].concat()
-        );
-        return Installed {
-            text,
-            replaced: Some(old),
-        };
-    }
-    let mut text = config.to_owned();
-    if !text.is_empty() && !text.ends_with('\n') {
-        text.push('\n');
-    }
-    if !text.is_empty() && !text.ends_with("\n\n") {
-        text.push('\n');
-    }
-    text.push_str(&marked);
-    Installed {
-        text,
-        replaced: None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -597,27 +549,5 @@ mod tests {
         let s = snippet(Style::Unix, &unix("/bin/cfaccess"), "h", true, &dir).unwrap();
         assert!(s.contains("IdentityFile \"/k/a=b#c/%h-cf_key\"\n"), "{s}");
         assert!(s.contains("--hostname %h --config-dir '/k/a=b#c'\""), "{s}");
-    }
-
-    #[test]
-    fn installing_twice_leaves_one_block() {
-        let block = "Host h\n  ProxyCommand x\n";
-        let first = install("Host other\n  User me\n", "h", block);
-        assert_eq!(first.replaced, None);
-        assert_eq!(
-            first.text,
-            "Host other\n  User me\n\n# BEGIN cfaccess h\nHost h\n  ProxyCommand x\n# END cfaccess h\n"
-        );
-        let second = install(&first.text, "h", "Host h\n  ProxyCommand y\n");
-        assert_eq!(second.replaced.as_deref(), Some(block));
-        assert_eq!(second.text.matches("# BEGIN cfaccess h").count(), 1);
-        assert!(second.text.contains("ProxyCommand y") && !second.text.contains("ProxyCommand x"));
-        // another host gets its own block; the text around stays as it was
-        let third = install(&second.text, "g", "Host g\n");
-        assert!(third.text.starts_with(&second.text));
-        assert_eq!(
-            install("", "h", block).text,
-            "# BEGIN cfaccess h\nHost h\n  ProxyCommand x\n# END cfaccess h\n"
-        );
     }
 }

@@ -5,4 +5,5 @@
 pub mod agent;
 pub mod cert_sign;
 pub mod config;
+pub mod install;
 pub mod keys;

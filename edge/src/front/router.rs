@@ -65,9 +65,34 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
             .fallback(not_found)
             .with_state(edge.clone()),
     };
+    let faults = edge.clone();
     Router::new()
         .fallback(move |request: Request| dispatch(routers.clone(), edge.clone(), request))
         .layer(axum::middleware::from_fn(bounded_body))
+        .layer(axum::middleware::from_fn(
+            move |request: Request, next: axum::middleware::Next| {
+                let skew = faults.faults.date_skew();
+                async move { skewed_date(skew, next.run(request).await) }
+            },
+        ))
+}
+
+/// The `date-skew` fault: a `Date` header that far from the real time
+/// (hyper adds the right one only to answers that have none).
+fn skewed_date(skew: i64, mut response: Response) -> Response {
+    if skew == 0 {
+        return response;
+    }
+    let now = std::time::SystemTime::now();
+    let at = if skew > 0 {
+        now + std::time::Duration::from_secs(skew.unsigned_abs())
+    } else {
+        now - std::time::Duration::from_secs(skew.unsigned_abs())
+    };
+    if let Ok(value) = header::HeaderValue::from_str(&httpdate::fmt_http_date(at)) {
+        response.headers_mut().insert(header::DATE, value);
+    }
+    response
 }
 
 /// Reads every request body before any handler sees it, within

@@ -83,6 +83,8 @@ pub enum FaultCommand {
     /// The flaw put into app metadata (`kind`: a name of
     /// `MetadataFault::ALL`, or `ok`).
     Metadata { kind: String },
+    /// Seconds added to every `Date` header (negative: behind; 0: none).
+    DateSkew { seconds: i64 },
     /// The faults in force.
     List,
     /// Every fault off.
@@ -387,6 +389,14 @@ fn set_fault(faults: &Faults, command: FaultCommand) -> Reply {
                     MetadataFault::ALL.map(|(_, n)| n).join(", ")
                 )),
             }
+        }
+        FaultCommand::DateSkew { seconds } => {
+            faults.skew_date(seconds);
+            Reply::ok(if seconds == 0 {
+                "Date headers tell the right time".to_owned()
+            } else {
+                format!("Date headers are {seconds:+}s off")
+            })
         }
         FaultCommand::List => {
             let lines = faults.describe();

@@ -6,7 +6,8 @@
 //! session mid-transfer (PROTOCOL.md 6: the client must end with an error,
 //! promptly, never hang), and with a `cert_sign` whose answer must not be
 //! written to disk as it is (PROTOCOL.md 7.5: a client checks the
-//! certificate before trusting it).
+//! certificate before trusting it), and with a `Date` header that says the
+//! client's clock is off (what `cfaccess doctor` measures).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -147,6 +148,9 @@ pub(crate) struct Faults {
     handshake_delay: Mutex<Option<Duration>>,
     /// What `cert_sign` answers instead, if anything.
     cert_sign: Mutex<Option<CertSignFault>>,
+    /// Seconds added to the `Date` header of every answer (0: none): the
+    /// clock of a client that is off by as much, as the client sees it.
+    date_skew: std::sync::atomic::AtomicI64,
 }
 
 impl Default for Faults {
@@ -159,6 +163,7 @@ impl Default for Faults {
             refuse_origin: AtomicBool::new(false),
             handshake_delay: Mutex::default(),
             cert_sign: Mutex::default(),
+            date_skew: std::sync::atomic::AtomicI64::new(0),
         }
     }
 }
@@ -234,6 +239,16 @@ impl Faults {
             .clone()
     }
 
+    /// Send a `Date` header `seconds` ahead of the edge's clock (behind when
+    /// negative; 0: the right time).
+    pub fn skew_date(&self, seconds: i64) {
+        self.date_skew.store(seconds, Ordering::Relaxed);
+    }
+
+    pub fn date_skew(&self) -> i64 {
+        self.date_skew.load(Ordering::Relaxed)
+    }
+
     /// Every fault off.
     pub fn clear(&self) {
         self.fail_login_service(0, 0);
@@ -243,6 +258,7 @@ impl Faults {
         self.refuse_origin(false);
         self.delay_handshake(None);
         self.set_cert_sign_fault(None);
+        self.skew_date(0);
     }
 
     /// One line per fault in force, for `access-edge fault list`.
@@ -283,6 +299,10 @@ impl Faults {
         }
         if let Some(fault) = self.metadata_fault() {
             lines.push(format!("metadata: {}", fault.name()));
+        }
+        let skew = self.date_skew();
+        if skew != 0 {
+            lines.push(format!("date-skew: {skew:+}s in every Date header"));
         }
         lines
     }
@@ -326,12 +346,14 @@ mod tests {
         f.fail_login_service(u32::MAX, 503);
         f.refuse_origin(true);
         f.set_metadata_fault(Some(MetadataFault::StaleIat));
+        f.skew_date(-300);
         assert_eq!(
             f.describe(),
             [
                 "login-service: fail with 503 (every poll until cleared)",
                 "origin: refuse (every websocket upgrade gets 502)",
-                "metadata: stale-iat"
+                "metadata: stale-iat",
+                "date-skew: -300s in every Date header"
             ]
         );
         f.clear();

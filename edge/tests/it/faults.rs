@@ -171,9 +171,24 @@ async fn faults_set_from_the_command_line_change_what_clients_get() {
         .as_secs();
     assert!(now - iat > 24 * 3600, "iat {iat} is not stale");
 
+    // every Date header 5 minutes behind (what `cfaccess doctor` reads)
+    assert!(set(&edge, &["date-skew", "-5m"]).contains("-300s"));
+    let answer = client
+        .get(format!("https://{AUTH}/cdn-cgi/access/certs"))
+        .send()
+        .await
+        .unwrap();
+    let date = httpdate::parse_http_date(header(&answer, "date").unwrap()).unwrap();
+    let behind = std::time::SystemTime::now()
+        .duration_since(date)
+        .unwrap()
+        .as_secs();
+    assert!((298..=302).contains(&behind), "{behind} s behind");
+
     let listed = set(&edge, &["list"]);
     assert!(listed.contains("cert-sign: error 418"), "{listed}");
     assert!(listed.contains("metadata: stale-iat"), "{listed}");
+    assert!(listed.contains("date-skew: -300s"), "{listed}");
     assert!(set(&edge, &["clear"]).contains("every fault cleared"));
     assert_eq!(set(&edge, &["list"]).trim(), "no faults");
 
