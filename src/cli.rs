@@ -80,7 +80,7 @@ pub enum Action {
 
     /// Run curl with the application's token in a Cf-Access-Token header
     ///
-    /// Usage: cfaccess curl [--allow-request|-ar] <url> [curl args...]. Logs in
+    /// Usage: cfaccess curl [--allow-request|-ar] [--qr|--no-qr] <url> [curl args...]. Logs in
     /// first if needed; with --allow-request, runs curl without a token
     /// instead of logging in.
     #[command(disable_help_flag = true)]
@@ -142,6 +142,51 @@ pub struct LoginArgs {
     /// Do not start a browser: print the login URL to open elsewhere
     #[arg(long)]
     pub no_browser: bool,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
+}
+
+/// How the login URL is shown, on every command that may start a browser
+/// login.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct QrArgs {
+    /// Also draw the login URL as a QR code, to log in from a phone [default: when no browser is started here and stderr is a terminal]
+    #[arg(long, conflicts_with = "no_qr")]
+    pub qr: bool,
+
+    /// Never draw the login URL as a QR code
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+impl QrArgs {
+    pub fn choice(self) -> crate::ui::qr::QrChoice {
+        use crate::ui::qr::QrChoice;
+        match (self.qr, self.no_qr) {
+            (true, _) => QrChoice::Always,
+            (_, true) => QrChoice::Never,
+            _ => QrChoice::Auto,
+        }
+    }
+
+    /// Takes `--qr` and `--no-qr` from the front of `cfaccess curl`'s
+    /// arguments (everything from the URL on is curl's).
+    pub fn take_leading(args: &mut Vec<String>) -> QrArgs {
+        let mut flags = QrArgs::default();
+        while args.len() > 1 {
+            match args[0].as_str() {
+                "--qr" | "-qr" => flags.qr = true,
+                "--no-qr" | "-no-qr" => flags.no_qr = true,
+                _ => break,
+            }
+            args.remove(0);
+        }
+        if flags.qr && flags.no_qr {
+            flags.qr = false;
+        }
+        flags
+    }
 }
 
 #[derive(Debug, Args)]
@@ -157,7 +202,7 @@ pub struct TokenArgs {
 
 #[derive(Debug, Args)]
 pub struct CurlArgs {
-    /// [--allow-request|-ar] <url> [curl args...]
+    /// [--allow-request|-ar] [--qr|--no-qr] <url> [curl args...]
     #[arg(
         value_name = "ARGS",
         required = true,
@@ -228,6 +273,9 @@ pub struct TcpArgs {
     /// Write logs to cfaccess.log in this directory instead of stderr
     #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
     pub log_directory: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
 }
 
 #[derive(Debug, Args)]
@@ -254,6 +302,9 @@ pub struct SshGenArgs {
     /// Get a new certificate even if the one on disk is good
     #[arg(long)]
     pub force: bool,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
 }
 
 #[derive(Debug, Args)]
@@ -311,6 +362,8 @@ const LONG_FLAGS: &[&str] = &[
     "no-verbose",
     "auto-close",
     "no-browser",
+    "qr",
+    "no-qr",
     "fedramp",
     "log-level",
     "loglevel",
@@ -479,6 +532,9 @@ mod tests {
                 "/tmp/x",
             ],
             &["cfaccess", "tcp", "--hostname", "h", "127.0.0.1:2222"],
+            &["cfaccess", "login", "--qr", "https://x"],
+            &["cfaccess", "access", "ssh", "--hostname", "h", "--no-qr"],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "-qr"],
             &["cfaccess", "access", "ssh-gen", "--hostname", "h"],
             &[
                 "cfaccess",
@@ -510,6 +566,17 @@ mod tests {
             let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
         }
+    }
+
+    #[test]
+    fn curl_takes_the_qr_flags_before_its_url_only() {
+        use crate::ui::qr::QrChoice;
+        let mut args: Vec<String> = ["--no-qr", "https://x", "--qr"].map(String::from).into();
+        assert_eq!(QrArgs::take_leading(&mut args).choice(), QrChoice::Never);
+        assert_eq!(args, ["https://x", "--qr"]);
+        let mut args: Vec<String> = ["--qr"].map(String::from).into();
+        assert_eq!(QrArgs::take_leading(&mut args).choice(), QrChoice::Auto);
+        assert_eq!(args, ["--qr"], "a lone argument is the URL");
     }
 
     #[test]

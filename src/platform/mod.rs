@@ -3,6 +3,7 @@
 
 pub mod atomic_file;
 pub mod browser;
+pub mod desktop;
 pub mod dir_watch;
 pub mod exec;
 pub mod home;
@@ -12,3 +13,4 @@ pub mod read;
 pub mod short_path;
 pub mod signals;
 pub mod stdio;
+pub mod terminal;
