@@ -226,7 +226,7 @@ impl Access {
         if let Some(token) = self.store.app_token(app) {
             return Ok(token);
         }
-        debug!(host = %url.authority(), "no cached app token");
+        debug!("no cached app token for {}", url.authority());
         self.store.dir().ensure()?;
         let app_lock = match lock::acquire(
             &self.store.dir().app_token(app),
@@ -351,6 +351,7 @@ impl Access {
     ) -> Result<String, AccessError> {
         let token = self.app_token(url, app, redirect).await?;
         if token_check::accepted(self.http()?, url, &token).await? {
+            debug!("the edge accepted the token (token check)");
             return Ok(token);
         }
         debug!("the edge refused the cached token; fetching a new one");
@@ -399,31 +400,37 @@ impl Access {
             narrate(&outcome);
             Some(outcome)
         };
-        let mut text = match &outcome {
-            Some(Outcome::Opened { .. }) => format!(
-                "A browser window should have opened at the following URL:\n\n{url}\n\n\
-                 If the browser failed to open, please visit the URL above directly in your browser.\n"
+        const LEAVE_RUNNING: &str = "Leave cfaccess running to download the token automatically.\n";
+        let (head, tail) = match &outcome {
+            Some(Outcome::Opened { .. }) => (
+                "A browser window should have opened at the following URL:".to_owned(),
+                "If the browser failed to open, please visit the URL above directly in your browser.\n",
             ),
             Some(Outcome::Failed { attempts, from_env }) => {
                 let why: Vec<String> = attempts.iter().map(ToString::to_string).collect();
                 let source = if *from_env { " from $BROWSER" } else { "" };
-                format!(
-                    "Could not open a browser{source}: {}.\n\
-                     Please open the following URL and log in with your Cloudflare account:\n\n{url}\n\n\
-                     Leave cfaccess running to download the token automatically.\n",
-                    why.join("; ")
+                (
+                    format!(
+                        "Could not open a browser{source}: {}.\n\
+                         Please open the following URL and log in with your Cloudflare account:",
+                        why.join("; ")
+                    ),
+                    LEAVE_RUNNING,
                 )
             }
-            Some(Outcome::NotTried(why)) => format!(
-                "No browser was started: {why}.\n\
-                 Please open the following URL on any device and log in with your Cloudflare account:\n\n{url}\n\n\
-                 Leave cfaccess running to download the token automatically.\n"
+            Some(Outcome::NotTried(why)) => (
+                format!(
+                    "No browser was started: {why}.\n\
+                     Please open the following URL on any device and log in with your Cloudflare account:"
+                ),
+                LEAVE_RUNNING,
             ),
-            None => format!(
-                "Please open the following URL and log in with your Cloudflare account:\n\n{url}\n\n\
-                 Leave cfaccess running to download the token automatically.\n"
+            None => (
+                "Please open the following URL and log in with your Cloudflare account:".to_owned(),
+                LEAVE_RUNNING,
             ),
         };
+        let mut text = format!("{head}\n\n{url}\n\n");
         let no_browser_here = matches!(outcome, None | Some(Outcome::NotTried(_)));
         let show_qr = match self.options.qr {
             QrChoice::Always => true,
@@ -432,20 +439,22 @@ impl Access {
         };
         if show_qr {
             match qr::render(url) {
-                Some(code) if self.options.qr == QrChoice::Always
-                    || terminal::stderr_columns().is_none_or(|c| c >= code.columns) =>
+                Some(code)
+                    if self.options.qr == QrChoice::Always
+                        || terminal::stderr_columns().is_none_or(|c| c >= code.columns) =>
                 {
                     text.push_str("Or scan this code with a phone to log in there:\n\n");
                     text.push_str(&code.text);
                     text.push_str("\n\n");
                 }
                 Some(code) => text.push_str(&format!(
-                    "(The terminal is too narrow for the QR code of the URL: it needs {} columns.)\n",
+                    "(The terminal is too narrow for the QR code of the URL: it needs {} columns; see --qr.)\n",
                     code.columns
                 )),
                 None => debug!("the login URL is too long for a QR code"),
             }
         }
+        text.push_str(tail);
         text.push_str(&format!(
             "Waiting up to {} for the login to be approved.\n",
             limits::show(limit)

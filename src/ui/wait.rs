@@ -42,9 +42,9 @@ impl Style {
 }
 
 /// Runs `wait` while showing its progress against `limit`. The live line is
-/// wiped when `wait` ends, and also when this future is dropped unfinished
-/// (Ctrl-C drops the command where it stands), so what is printed next
-/// starts on a clean line.
+/// wiped when `wait` ends, and ended with a newline when this future is
+/// dropped unfinished (Ctrl-C drops the command where it stands), so what is
+/// printed next starts on a line of its own.
 pub async fn while_waiting<F: Future>(style: Style, limit: Duration, wait: F) -> F::Output {
     let mut line = Line {
         style,
@@ -52,6 +52,7 @@ pub async fn while_waiting<F: Future>(style: Style, limit: Duration, wait: F) ->
         limit,
         drawn: 0,
         frame: 0,
+        finished: false,
     };
     let period = match style {
         Style::Live { .. } => FRAME,
@@ -68,7 +69,10 @@ pub async fn while_waiting<F: Future>(style: Style, limit: Duration, wait: F) ->
     loop {
         tokio::select! {
             biased;
-            out = &mut wait => return out,
+            out = &mut wait => {
+                line.finished = true;
+                return out;
+            }
             _ = ticks.tick() => line.draw(),
         }
     }
@@ -82,6 +86,8 @@ struct Line {
     /// Characters of the live line on screen now.
     drawn: usize,
     frame: usize,
+    /// The wait ended by itself, rather than being dropped (Ctrl-C).
+    finished: bool,
 }
 
 impl Line {
@@ -120,10 +126,19 @@ impl Line {
 }
 
 impl Drop for Line {
+    /// A wait that ended wipes its line: what follows (the token, an
+    /// error) starts on a clean one. One cut short keeps it, as the last
+    /// state before the interruption, and ends it: the terminal has echoed
+    /// `^C` after it, which a wipe of the drawn width would leave behind.
     fn drop(&mut self) {
-        if self.drawn > 0 {
-            let wipe = format!("\r{}\r", " ".repeat(self.drawn));
-            let _ = std::io::stderr().write_all(wipe.as_bytes());
+        if self.drawn == 0 {
+            return;
         }
+        let end = if self.finished {
+            format!("\r{}\r", " ".repeat(self.drawn))
+        } else {
+            "\n".to_owned()
+        };
+        let _ = std::io::stderr().write_all(end.as_bytes());
     }
 }
