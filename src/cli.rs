@@ -27,7 +27,8 @@ pub const VERSION: &str = concat!(
 #[command(after_help = "Environment:\n  \
     CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
-    BROWSER        browser command for logins (default: xdg-open)")]
+    BROWSER        browser command for logins (default: xdg-open; none without a display)\n  \
+    CFACCESS_LOGIN_WAIT  how long a browser login waits for approval (default: 4m)")]
 pub struct Cli {
     /// How much to log on stderr
     #[arg(long, global = true, value_name = "LEVEL", alias = "loglevel")]
@@ -151,7 +152,7 @@ pub struct LoginArgs {
 /// login.
 #[derive(Debug, Clone, Copy, Default, Args)]
 pub struct QrArgs {
-    /// Also draw the login URL as a QR code, to log in from a phone [default: when no browser is started here and stderr is a terminal]
+    /// Draw the login URL as a QR code for a phone (default: with no browser here, on a terminal)
     #[arg(long, conflicts_with = "no_qr")]
     pub qr: bool,
 

@@ -191,6 +191,9 @@ fn fake_bin(env: &TestEnv, programs: &[(&str, &str)]) -> PathBuf {
     dir
 }
 
+/// An environment variable: name and value.
+type Var<'a> = (&'a str, &'a str);
+
 fn path_with(dir: &Path) -> String {
     format!(
         "{}:{}",
@@ -350,7 +353,7 @@ fn a_machine_without_a_screen_prints_the_url_and_runs_no_opener() {
     let env = TestEnv::new();
     // the edge's browser approves whatever the fake xdg-open is handed
     let approve_it = format!("exec '{}' \"$1\"", env.browser.display());
-    let cases: [(&str, &[(&str, &str)], &str); 4] = [
+    let cases: [(&str, &[Var], &str); 4] = [
         (
             "",
             &[],
