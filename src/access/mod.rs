@@ -297,7 +297,7 @@ impl Access {
         if let Some(lock) = &org_lock {
             lock.publish_url(login.url());
         }
-        self.announce(login.url(), limit);
+        self.announce(login.url(), limit).await;
         let service = if self.options.fedramp {
             login_service::LOGIN_SERVICE_FEDRAMP
         } else {
@@ -379,16 +379,13 @@ impl Access {
     /// Opens the login URL in a browser, unless told not to or there is no
     /// screen here, and shows on stderr (stdout may be an ssh session) what
     /// happened and the URL, as a QR code too when no browser was started.
-    fn announce(&self, url: &str, limit: Duration) {
+    async fn announce(&self, url: &str, limit: Duration) {
         let outcome = if self.options.no_browser {
             debug!("not starting a browser: --no-browser");
             None
         } else {
             let desktop = desktop::detect();
-            match (
-                &desktop,
-                std::env::var_os("BROWSER").is_some_and(|b| !b.is_empty()),
-            ) {
+            match (&desktop, browser::configured().is_some()) {
                 (_, true) => debug!("BROWSER is set: trying its commands in turn"),
                 (Desktop::Wsl, false) => debug!("this is WSL: opening Windows' browser"),
                 (Desktop::Local, false) => {
@@ -396,7 +393,15 @@ impl Access {
                 }
                 (Desktop::Headless(_), false) => {}
             }
-            let outcome = browser::open(url, &desktop);
+            // up to FAIL_WITHIN of waiting on the opener, off the runtime's
+            // thread: a listener's other connections go on meanwhile
+            let (link, screen) = (url.to_owned(), desktop.clone());
+            let outcome = tokio::task::spawn_blocking(move || browser::open(&link, &screen))
+                .await
+                .unwrap_or_else(|_| Outcome::Failed {
+                    attempts: Vec::new(),
+                    from_env: false,
+                });
             narrate(&outcome);
             Some(outcome)
         };
@@ -407,7 +412,17 @@ impl Access {
                 "If the browser failed to open, please visit the URL above directly in your browser.\n",
             ),
             Some(Outcome::Failed { attempts, from_env }) => {
-                let why: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+                let mut why: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+                if why.is_empty() {
+                    why.push(
+                        if *from_env {
+                            "it names no command"
+                        } else {
+                            "no opener could be run"
+                        }
+                        .into(),
+                    );
+                }
                 let source = if *from_env { " from $BROWSER" } else { "" };
                 (
                     format!(

@@ -101,10 +101,7 @@ impl std::fmt::Display for Attempt {
 /// Opens `url` in a browser of `desktop`: `$BROWSER` when set (whatever the
 /// desktop: the user said what to run), else the desktop's opener.
 pub fn open(url: &str, desktop: &Desktop) -> Outcome {
-    let from_env = std::env::var("BROWSER")
-        .ok()
-        .filter(|b| !b.trim().is_empty());
-    let (candidates, from_env) = match &from_env {
+    let (candidates, from_env) = match &configured() {
         Some(list) => {
             let exists = |p: &str| Path::new(p).is_file();
             let commands = entries(list)
@@ -137,6 +134,13 @@ pub fn open(url: &str, desktop: &Desktop) -> Outcome {
         }
     }
     Outcome::Failed { attempts, from_env }
+}
+
+/// `$BROWSER`, when it is set to something.
+pub fn configured() -> Option<String> {
+    std::env::var("BROWSER")
+        .ok()
+        .filter(|b| !b.trim().is_empty())
 }
 
 /// A command that may open the URL.
