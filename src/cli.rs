@@ -27,7 +27,8 @@ pub const VERSION: &str = concat!(
 #[command(after_help = "Environment:\n  \
     CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared; --config-dir wins)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
-    BROWSER        browser command for logins (default: xdg-open)")]
+    BROWSER        browser command for logins (default: xdg-open; none without a display)\n  \
+    CFACCESS_LOGIN_WAIT  how long a browser login waits for approval (default: 4m)")]
 pub struct Cli {
     /// How much to log on stderr
     #[arg(long, global = true, value_name = "LEVEL", alias = "loglevel")]
@@ -85,7 +86,7 @@ pub enum Action {
 
     /// Run curl with the application's token in a Cf-Access-Token header
     ///
-    /// Usage: cfaccess curl [--allow-request|-ar] <url> [curl args...]. Logs in
+    /// Usage: cfaccess curl [--allow-request|-ar] [--qr|--no-qr] <url> [curl args...]. Logs in
     /// first if needed; with --allow-request, runs curl without a token
     /// instead of logging in.
     #[command(disable_help_flag = true)]
@@ -179,6 +180,51 @@ pub struct LoginArgs {
     /// Do not start a browser: print the login URL to open elsewhere
     #[arg(long)]
     pub no_browser: bool,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
+}
+
+/// How the login URL is shown, on every command that may start a browser
+/// login.
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct QrArgs {
+    /// Draw the login URL as a QR code for a phone (default: with no browser here, on a terminal)
+    #[arg(long, conflicts_with = "no_qr")]
+    pub qr: bool,
+
+    /// Never draw the login URL as a QR code
+    #[arg(long)]
+    pub no_qr: bool,
+}
+
+impl QrArgs {
+    pub fn choice(self) -> crate::ui::qr::QrChoice {
+        use crate::ui::qr::QrChoice;
+        match (self.qr, self.no_qr) {
+            (true, _) => QrChoice::Always,
+            (_, true) => QrChoice::Never,
+            _ => QrChoice::Auto,
+        }
+    }
+
+    /// Takes `--qr` and `--no-qr` from the front of `cfaccess curl`'s
+    /// arguments (everything from the URL on is curl's).
+    pub fn take_leading(args: &mut Vec<String>) -> QrArgs {
+        let mut flags = QrArgs::default();
+        while args.len() > 1 {
+            match args[0].as_str() {
+                "--qr" | "-qr" => flags.qr = true,
+                "--no-qr" | "-no-qr" => flags.no_qr = true,
+                _ => break,
+            }
+            args.remove(0);
+        }
+        if flags.qr && flags.no_qr {
+            flags.qr = false;
+        }
+        flags
+    }
 }
 
 #[derive(Debug, Args)]
@@ -198,7 +244,7 @@ pub struct TokenArgs {
 
 #[derive(Debug, Args)]
 pub struct CurlArgs {
-    /// [--allow-request|-ar] <url> [curl args...]
+    /// [--allow-request|-ar] [--qr|--no-qr] <url> [curl args...]
     #[arg(
         value_name = "ARGS",
         required = true,
@@ -269,6 +315,9 @@ pub struct TcpArgs {
     /// Write logs to cfaccess.log in this directory instead of stderr
     #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
     pub log_directory: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
 }
 
 #[derive(Debug, Args)]
@@ -317,6 +366,9 @@ pub struct SshGenArgs {
     /// forwards it; `cfaccess logout` takes it out
     #[arg(long)]
     pub agent: bool,
+
+    #[command(flatten)]
+    pub qr: QrArgs,
 }
 
 #[derive(Debug, Args)]
@@ -403,6 +455,8 @@ const LONG_FLAGS: &[&str] = &[
     "no-verbose",
     "auto-close",
     "no-browser",
+    "qr",
+    "no-qr",
     "fedramp",
     "log-level",
     "loglevel",
@@ -575,6 +629,9 @@ mod tests {
                 "/tmp/x",
             ],
             &["cfaccess", "tcp", "--hostname", "h", "127.0.0.1:2222"],
+            &["cfaccess", "login", "--qr", "https://x"],
+            &["cfaccess", "access", "ssh", "--hostname", "h", "--no-qr"],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "-qr"],
             &["cfaccess", "access", "ssh-gen", "--hostname", "h"],
             &[
                 "cfaccess",
@@ -644,6 +701,17 @@ mod tests {
     fn agent_in_the_printed_config_needs_short_lived_certificates() {
         let parsed = Cli::try_parse_from(["cfaccess", "ssh-config", "--hostname", "h", "--agent"]);
         assert!(parsed.is_err());
+    }
+
+    #[test]
+    fn curl_takes_the_qr_flags_before_its_url_only() {
+        use crate::ui::qr::QrChoice;
+        let mut args: Vec<String> = ["--no-qr", "https://x", "--qr"].map(String::from).into();
+        assert_eq!(QrArgs::take_leading(&mut args).choice(), QrChoice::Never);
+        assert_eq!(args, ["https://x", "--qr"]);
+        let mut args: Vec<String> = ["--qr"].map(String::from).into();
+        assert_eq!(QrArgs::take_leading(&mut args).choice(), QrChoice::Auto);
+        assert_eq!(args, ["--qr"], "a lone argument is the URL");
     }
 
     #[test]

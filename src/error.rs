@@ -96,6 +96,12 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
             AccessError::Lock(e) => return advice(e),
             AccessError::Store(e) => return advice(e),
             AccessError::ConfigDir(e) => return advice(e),
+            AccessError::LoginWait(_) => {
+                return Some(format!(
+                    "give {} a duration like 4m or 90s, or unset it",
+                    crate::limits::LOGIN_WAIT_ENV
+                ));
+            }
             AccessError::Http(_) => {
                 return Some(format!("fix or unset {}", crate::access::edge_profile::ENV));
             }
@@ -126,9 +132,6 @@ fn advice(cause: &(dyn StdError + 'static)) -> Option<String> {
     if let Some(e) = cause.downcast_ref::<L>() {
         return Some(match e {
             L::NotApproved { .. } => "run the command again".into(),
-            L::NotCompleted { .. } => {
-                "the login was refused or not finished; run the command again to retry".into()
-            }
             L::Service { .. } | L::Unreachable(_) | L::Body(_) => {
                 "the login service is failing or out of reach; try again later".into()
             }

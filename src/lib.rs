@@ -14,6 +14,7 @@ pub mod limits;
 pub mod logging;
 pub mod platform;
 pub mod ssh;
+pub mod ui;
 
 use std::process::ExitCode;
 

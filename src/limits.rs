@@ -23,13 +23,15 @@ pub const TOKEN_CHECK: Duration = Duration::from_secs(5);
 pub const ORG_EXCHANGE: Duration = Duration::from_secs(7);
 /// One long poll of the login service (section 4.4).
 pub const LOGIN_POLL: Duration = Duration::from_secs(60);
-/// How many polls a browser login makes before giving up.
-pub const LOGIN_POLLS: usize = 10;
 /// The shortest gap between two polls of the login service: a service that
 /// says "not yet" at once must not make the wait a busy loop.
 pub const LOGIN_POLL_GAP: Duration = Duration::from_secs(1);
-/// The whole browser login, as the user is told when it starts.
+/// The whole browser login, as the user is told when it starts; polls go
+/// on (at least [`LOGIN_POLL_GAP`] apart) until it runs out.
 pub const LOGIN_WAIT: Duration = Duration::from_secs(4 * 60);
+/// Sets another [`LOGIN_WAIT`] (`90s`, `2m`, `1m30s`; plain seconds too),
+/// up to [`LOCK_WAIT`], which is how long other processes wait on ours.
+pub const LOGIN_WAIT_ENV: &str = "CFACCESS_LOGIN_WAIT";
 /// `cert_sign` (section 7.4), request and answer.
 pub const CERT_SIGN: Duration = Duration::from_secs(10);
 /// The websocket upgrade, from the dial to the `101` and its headers (or a
@@ -77,14 +79,64 @@ pub const EDGE_PROFILE: usize = 1 << 20;
 /// An ssh config file that `ssh-config --install` edits.
 pub const SSH_CONFIG_FILE: usize = 4 << 20;
 
-/// A deadline as a user reads it: `4m`, `30s`, `1m30s`.
-pub fn show(limit: Duration) -> String {
-    let s = limit.as_secs();
-    match (s / 60, s % 60) {
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m{s}s"),
+/// A duration as a user reads it, one way everywhere: `12s`, `4m`, `1m30s`,
+/// `1h`, `23h59m` (seconds are dropped once there are hours).
+pub fn show(d: Duration) -> String {
+    let s = d.as_secs();
+    match (s / 3600, s / 60 % 60, s % 60) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
+}
+
+/// The browser login's whole wait: [`LOGIN_WAIT`], or what
+/// [`LOGIN_WAIT_ENV`] says; `Err` is the message for a value that is not a
+/// duration from 1s to [`LOCK_WAIT`].
+pub fn login_wait() -> Result<Duration, String> {
+    match std::env::var(LOGIN_WAIT_ENV) {
+        Err(std::env::VarError::NotPresent) => Ok(LOGIN_WAIT),
+        Ok(text) if text.trim().is_empty() => Ok(LOGIN_WAIT),
+        Ok(text) => parse(&text)
+            .filter(|d| (Duration::from_secs(1)..=LOCK_WAIT).contains(d))
+            .ok_or_else(|| {
+                format!(
+                    "{LOGIN_WAIT_ENV}={text:?} is not a wait from 1s to {}",
+                    show(LOCK_WAIT)
+                )
+            }),
+        Err(_) => Err(format!("{LOGIN_WAIT_ENV} is not UTF-8")),
+    }
+}
+
+/// A duration as [`show`] writes it (`4m`, `1m30s`, `90s`) or plain seconds.
+pub fn parse(text: &str) -> Option<Duration> {
+    let text = text.trim();
+    if let Ok(secs) = text.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = 0u64;
+    let mut number = String::new();
+    let mut seen_unit = false;
+    for c in text.chars() {
+        match c {
+            '0'..='9' => number.push(c),
+            'h' | 'm' | 's' if !number.is_empty() => {
+                let unit = match c {
+                    'h' => 3600,
+                    'm' => 60,
+                    _ => 1,
+                };
+                total = total.checked_add(number.parse::<u64>().ok()?.checked_mul(unit)?)?;
+                number.clear();
+                seen_unit = true;
+            }
+            _ => return None,
+        }
+    }
+    (seen_unit && number.is_empty()).then(|| Duration::from_secs(total))
 }
 
 /// A size cap as a user reads it: `4 KiB`, `1 MiB`.
@@ -107,8 +159,23 @@ mod tests {
         assert_eq!(show(LOGIN_WAIT), "4m");
         assert_eq!(show(Duration::from_secs(90)), "1m30s");
         assert_eq!(show(WS_UPGRADE), "10s");
+        assert_eq!(show(Duration::from_secs(0)), "0s");
+        assert_eq!(show(Duration::from_secs(3600)), "1h");
+        assert_eq!(show(Duration::from_secs(86399)), "23h59m");
         assert_eq!(show_size(ERROR_BODY), "4 KiB");
         assert_eq!(show_size(JWKS_BODY), "1 MiB");
         assert_eq!(show_size(100), "100 bytes");
+    }
+
+    #[test]
+    fn durations_parse_as_they_are_shown() {
+        for d in [LOGIN_WAIT, WS_UPGRADE, Duration::from_secs(90)] {
+            assert_eq!(parse(&show(d)), Some(d));
+        }
+        assert_eq!(parse("3"), Some(Duration::from_secs(3)));
+        assert_eq!(parse("1h2m3s"), Some(Duration::from_secs(3723)));
+        for bad in ["", "m", "3x", "1.5m", "2m3", "-1s"] {
+            assert_eq!(parse(bad), None, "{bad}");
+        }
     }
 }

@@ -145,9 +145,20 @@ fn a_login_refused_on_the_page_ends_without_a_token() {
     // the edge's browser passes its flags on to `access-edge browse`
     let deny = format!("exec '{}' --deny \"$1\"", env.browser.display());
     env.browser = env.script("deny-browser", &deny);
-    let run = env.run(&["login", APP]);
+    // the client cannot tell a refusal from a user who has not got round
+    // to it: the wait (shortened here) runs out
+    let mut cmd = env.cmd(&["login", APP]);
+    cmd.env("CFACCESS_LOGIN_WAIT", "3s");
+    let run = run_with_deadline(cmd, Duration::from_secs(60));
     run.failure(1);
-    assert!(run.error_line().contains("not completed"), "{run:#?}");
+    assert!(
+        run.error_line()
+            .contains("nobody approved the login at https://ssh.demo.test/cdn-cgi/access/cli?")
+            && run
+                .error_line()
+                .ends_with(" within 3s; hint: run the command again"),
+        "{run:#?}"
+    );
     assert_eq!(env.edge.count(Endpoint::LoginSubmit), 1);
     assert!(!env.token_file().exists());
     assert_clean(&env);
@@ -164,7 +175,9 @@ fn an_identity_outside_the_policy_gets_no_token() {
         env.browser.display()
     );
     env.browser = env.script("outsider-browser", &outsider);
-    env.run(&["login", APP]).failure(1);
+    let mut cmd = env.cmd(&["login", APP]);
+    cmd.env("CFACCESS_LOGIN_WAIT", "3s");
+    run_with_deadline(cmd, Duration::from_secs(60)).failure(1);
     assert!(!env.token_file().exists());
 }
 

@@ -19,6 +19,7 @@ use serde::Deserialize;
 use crate::access::host::AppUrl;
 use crate::access::http::{self, BodyError, RedirectRefused, SendError};
 use crate::limits;
+use tracing::debug;
 
 /// The login service, and its FedRAMP twin.
 pub const LOGIN_SERVICE: &str = "https://login.cloudflareaccess.org/";
@@ -34,17 +35,6 @@ pub enum LoginError {
     /// The whole wait ran out: as the user sees it.
     #[error("nobody approved the login at {url} within {}", limits::show(*.limit))]
     NotApproved { url: String, limit: Duration },
-    /// Every poll said "not yet" before the wait ran out (a service that
-    /// does not hold its polls, or a login refused on its page).
-    #[error(
-        "the login at {url} was not completed: the login service had nothing after {polls} polls ({})",
-        limits::show(*.waited)
-    )]
-    NotCompleted {
-        url: String,
-        polls: usize,
-        waited: Duration,
-    },
     #[error("the login service's answer cannot be opened: {0}")]
     BadAnswer(String),
     #[error("the login service: {0}")]
@@ -97,30 +87,46 @@ impl LoginRequest {
     }
 
     /// Long-polls the login service until the sealed tokens arrive, and opens
-    /// them: [`limits::LOGIN_POLLS`] polls of [`limits::LOGIN_POLL`] at most,
-    /// the whole wait bounded by [`limits::LOGIN_WAIT`]. `on_wait` runs each
-    /// time the service says "not yet".
+    /// them: polls of [`limits::LOGIN_POLL`] at most, at least
+    /// [`limits::LOGIN_POLL_GAP`] apart, until `limit` (the whole wait) runs
+    /// out. Only the time is the user's to know: however many polls a
+    /// service takes to say "not yet", the wait ends when it was said to.
     pub async fn wait(
         &self,
         client: &reqwest::Client,
         service: &str,
-        mut on_wait: impl FnMut(),
+        limit: Duration,
     ) -> Result<Tokens, LoginError> {
         let began = Instant::now();
-        let deadline = began + limits::LOGIN_WAIT;
-        let not_approved = || LoginError::NotApproved {
-            url: self.url.clone(),
-            limit: limits::LOGIN_WAIT,
-        };
-        for _ in 0..limits::LOGIN_POLLS {
+        let deadline = began + limit;
+        let service_host = url::Url::parse(service)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_else(|| service.to_owned());
+        let mut polls = 0u32;
+        loop {
             let started = Instant::now();
             if started >= deadline {
                 break;
             }
+            polls += 1;
             let poll = limits::LOGIN_POLL.min(deadline - started);
+            debug!(
+                "polling the login service at {service_host} (poll {polls}, held up to {}; {} of the wait left)",
+                limits::show(poll),
+                limits::show(deadline - started)
+            );
             match tokio::time::timeout(poll, self.poll(client, service, poll)).await {
-                Ok(Ok(Some(tokens))) => return Ok(tokens),
-                Ok(Ok(None)) => on_wait(),
+                Ok(Ok(Some(tokens))) => {
+                    debug!(
+                        "the login service delivered the sealed tokens after {} (poll {polls})",
+                        limits::show(began.elapsed())
+                    );
+                    return Ok(tokens);
+                }
+                Ok(Ok(None)) => {
+                    debug!("the login service has nothing yet: nobody approved the login so far")
+                }
                 Ok(Err(e)) => return Err(e),
                 // the service holds a poll for less than LOGIN_POLL: past it,
                 // only the end of the whole wait is ours to give up at
@@ -135,13 +141,13 @@ impl LoginRequest {
             // a service that says "not yet" at once must not make this spin
             tokio::time::sleep_until((started + limits::LOGIN_POLL_GAP).min(deadline)).await;
         }
-        if Instant::now() >= deadline {
-            return Err(not_approved());
-        }
-        Err(LoginError::NotCompleted {
+        debug!(
+            "the wait of {} ran out after {polls} polls",
+            limits::show(limit)
+        );
+        Err(LoginError::NotApproved {
             url: self.url.clone(),
-            polls: limits::LOGIN_POLLS,
-            waited: began.elapsed(),
+            limit,
         })
     }
 

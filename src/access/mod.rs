@@ -20,10 +20,10 @@ pub mod token_check;
 pub mod token_store;
 
 use std::io::Write;
+use std::sync::OnceLock;
+use std::time::Duration;
 
 use tracing::debug;
-
-use std::sync::OnceLock;
 
 use self::app_info::{AppInfo, AppInfoError};
 use self::config_dir::{ConfigDir, ConfigDirError};
@@ -34,7 +34,12 @@ use self::lock::{Acquired, LockError};
 use self::login_service::{LoginError, LoginRequest, Redirect};
 use self::token_check::CheckError;
 use self::token_store::{StoreError, TokenStore};
-use crate::platform::browser;
+use crate::limits;
+use crate::platform::browser::{self, Outcome};
+use crate::platform::desktop::{self, Desktop};
+use crate::platform::terminal;
+use crate::ui::qr::{self, QrChoice};
+use crate::ui::wait;
 
 /// How a browser login, when one is needed, is run.
 #[derive(Debug, Clone, Copy, Default)]
@@ -45,6 +50,8 @@ pub struct LoginOptions {
     pub fedramp: bool,
     /// Only print the URL; do not start a browser.
     pub no_browser: bool,
+    /// Whether to draw the login URL as a QR code.
+    pub qr: QrChoice,
 }
 
 /// Why no usable app token could be had.
@@ -71,6 +78,9 @@ pub enum AccessError {
     },
     #[error("the edge refused a freshly fetched token for {url}")]
     RefusedAgain { url: String },
+    /// `CFACCESS_LOGIN_WAIT` is not a wait cfaccess can keep.
+    #[error("{0}")]
+    LoginWait(String),
 }
 
 /// The shared context of the commands that talk to Access.
@@ -148,7 +158,7 @@ impl Access {
         redirect: Redirect,
     ) -> Result<(AppInfo, String), AccessError> {
         if let Some(app) = self.known_app_info(url)
-            && let Some(token) = self.store.app_token(&app)
+            && let Some(token) = self.cached_app_token(url, &app)
         {
             return Ok((app, token));
         }
@@ -209,13 +219,14 @@ impl Access {
         app: &AppInfo,
         redirect: Redirect,
     ) -> Result<String, AccessError> {
-        if let Some(token) = self.store.app_token(app) {
+        if let Some(token) = self.cached_app_token(url, app) {
             return Ok(token);
         }
         let _one_login = self.one_login.lock().await;
         if let Some(token) = self.store.app_token(app) {
             return Ok(token);
         }
+        debug!("no cached app token for {}", url.authority());
         self.store.dir().ensure()?;
         let app_lock = match lock::acquire(
             &self.store.dir().app_token(app),
@@ -224,7 +235,10 @@ impl Access {
         )
         .await?
         {
-            Acquired::Token(token) => return Ok(token),
+            Acquired::Token(token) => {
+                debug!("another process fetched the app token while we waited for its lock");
+                return Ok(token);
+            }
             Acquired::Lock(lock) => lock,
         };
         // another process may have finished between our look and our lock
@@ -252,8 +266,17 @@ impl Access {
             },
         };
         if let Some(org_token) = org_token {
+            debug!(
+                "found the team's org token for {} ({}); exchanging it for an app token",
+                app.auth_domain,
+                validity(&org_token)
+            );
             match org_exchange::exchange(self.http()?, url, &app.auth_domain, &org_token).await {
                 Ok(token) => {
+                    debug!(
+                        "exchanged the org token for an app token ({}): no browser needed",
+                        validity(&token)
+                    );
                     self.store.store_app_token(app, &token)?;
                     return Ok(token);
                 }
@@ -261,28 +284,61 @@ impl Access {
                     debug!(error = %e, "org token exchange failed; logging in with the browser")
                 }
             }
+        } else {
+            debug!(
+                "no org token for the team {}: logging in with the browser",
+                app.auth_domain
+            );
         }
 
+        let limit = limits::login_wait().map_err(AccessError::LoginWait)?;
         let login = LoginRequest::new(url, &app.aud, redirect, self.options.auto_close);
         app_lock.publish_url(login.url());
         if let Some(lock) = &org_lock {
             lock.publish_url(login.url());
         }
-        self.announce(login.url());
+        self.announce(login.url(), limit).await;
         let service = if self.options.fedramp {
             login_service::LOGIN_SERVICE_FEDRAMP
         } else {
             login_service::LOGIN_SERVICE
         };
-        let tokens = login
-            .wait(self.http()?, service, || eprintln!("Waiting for login..."))
-            .await?;
+        let tokens = wait::while_waiting(
+            wait::Style::for_stderr(),
+            limit,
+            login.wait(self.http()?, service, limit),
+        )
+        .await?;
         if !tokens.org_token.is_empty() {
             self.store
                 .store_org_token(&app.auth_domain, &tokens.org_token)?;
         }
         self.store.store_app_token(app, &tokens.app_token)?;
+        debug!(
+            "stored the app token ({}){}",
+            validity(&tokens.app_token),
+            if tokens.org_token.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    " and the team's org token ({})",
+                    validity(&tokens.org_token)
+                )
+            }
+        );
         Ok(tokens.app_token)
+    }
+
+    /// The cached app token for `app`, said in the debug log when found.
+    fn cached_app_token(&self, url: &AppUrl, app: &AppInfo) -> Option<String> {
+        let token = self.store.app_token(app)?;
+        debug!(
+            "found a cached app token for {} in {} ({})",
+            url.authority(),
+            self.store.dir().app_token(app).display(),
+            validity(&token)
+        );
+        Some(token)
     }
 
     /// An app token the edge has just accepted (section 5): a refused one is
@@ -295,6 +351,7 @@ impl Access {
     ) -> Result<String, AccessError> {
         let token = self.app_token(url, app, redirect).await?;
         if token_check::accepted(self.http()?, url, &token).await? {
+            debug!("the edge accepted the token (token check)");
             return Ok(token);
         }
         debug!("the edge refused the cached token; fetching a new one");
@@ -319,25 +376,137 @@ impl Access {
             })
     }
 
-    /// Shows the login URL on stderr (stdout may be an ssh session) and, unless
-    /// told not to, opens it in the browser.
-    fn announce(&self, url: &str) {
-        let opened = !self.options.no_browser && browser::open(url);
-        let limit = crate::limits::show(crate::limits::LOGIN_WAIT);
-        let text = if opened {
-            format!(
-                "A browser window should have opened at the following URL:\n\n{url}\n\n\
-                 If the browser failed to open, please visit the URL above directly in your browser.\n\
-                 Waiting up to {limit} for the login to be approved.\n"
-            )
+    /// Opens the login URL in a browser, unless told not to or there is no
+    /// screen here, and shows on stderr (stdout may be an ssh session) what
+    /// happened and the URL, as a QR code too when no browser was started.
+    async fn announce(&self, url: &str, limit: Duration) {
+        let outcome = if self.options.no_browser {
+            debug!("not starting a browser: --no-browser");
+            None
         } else {
-            format!(
-                "Please open the following URL and log in with your Cloudflare account:\n\n{url}\n\n\
-                 Leave cfaccess running to download the token automatically.\n\
-                 Waiting up to {limit} for the login to be approved.\n"
-            )
+            let desktop = desktop::detect();
+            match (&desktop, browser::configured().is_some()) {
+                (_, true) => debug!("BROWSER is set: trying its commands in turn"),
+                (Desktop::Wsl, false) => debug!("this is WSL: opening Windows' browser"),
+                (Desktop::Local, false) => {
+                    debug!("opening the login page with the desktop's opener")
+                }
+                (Desktop::Headless(_), false) => {}
+            }
+            // up to FAIL_WITHIN of waiting on the opener, off the runtime's
+            // thread: a listener's other connections go on meanwhile
+            let (link, screen) = (url.to_owned(), desktop.clone());
+            let outcome = tokio::task::spawn_blocking(move || browser::open(&link, &screen))
+                .await
+                .unwrap_or_else(|_| Outcome::Failed {
+                    attempts: Vec::new(),
+                    from_env: false,
+                });
+            narrate(&outcome);
+            Some(outcome)
         };
+        const LEAVE_RUNNING: &str = "Leave cfaccess running to download the token automatically.\n";
+        let (head, tail) = match &outcome {
+            Some(Outcome::Opened { .. }) => (
+                "A browser window should have opened at the following URL:".to_owned(),
+                "If the browser failed to open, please visit the URL above directly in your browser.\n",
+            ),
+            Some(Outcome::Failed { attempts, from_env }) => {
+                let mut why: Vec<String> = attempts.iter().map(ToString::to_string).collect();
+                if why.is_empty() {
+                    why.push(
+                        if *from_env {
+                            "it names no command"
+                        } else {
+                            "no opener could be run"
+                        }
+                        .into(),
+                    );
+                }
+                let source = if *from_env { " from $BROWSER" } else { "" };
+                (
+                    format!(
+                        "Could not open a browser{source}: {}.\n\
+                         Please open the following URL and log in with your Cloudflare account:",
+                        why.join("; ")
+                    ),
+                    LEAVE_RUNNING,
+                )
+            }
+            Some(Outcome::NotTried(why)) => (
+                format!(
+                    "No browser was started: {why}.\n\
+                     Please open the following URL on any device and log in with your Cloudflare account:"
+                ),
+                LEAVE_RUNNING,
+            ),
+            None => (
+                "Please open the following URL and log in with your Cloudflare account:".to_owned(),
+                LEAVE_RUNNING,
+            ),
+        };
+        let mut text = format!("{head}\n\n{url}\n\n");
+        let no_browser_here = matches!(outcome, None | Some(Outcome::NotTried(_)));
+        let show_qr = match self.options.qr {
+            QrChoice::Always => true,
+            QrChoice::Never => false,
+            QrChoice::Auto => no_browser_here && terminal::stderr_is_terminal(),
+        };
+        if show_qr {
+            match qr::render(url) {
+                Some(code)
+                    if self.options.qr == QrChoice::Always
+                        || terminal::stderr_columns().is_none_or(|c| c >= code.columns) =>
+                {
+                    text.push_str("Or scan this code with a phone to log in there:\n\n");
+                    text.push_str(&code.text);
+                    text.push_str("\n\n");
+                }
+                Some(code) => text.push_str(&format!(
+                    "(The terminal is too narrow for the QR code of the URL: it needs {} columns; see --qr.)\n",
+                    code.columns
+                )),
+                None => debug!("the login URL is too long for a QR code"),
+            }
+        }
+        text.push_str(tail);
+        text.push_str(&format!(
+            "Waiting up to {} for the login to be approved.\n",
+            limits::show(limit)
+        ));
         let _ = std::io::stderr().write_all(text.as_bytes());
+    }
+}
+
+/// Says in the debug log how opening the browser went, opener by opener.
+fn narrate(outcome: &Outcome) {
+    match outcome {
+        Outcome::NotTried(why) => debug!("not starting a browser: {why}"),
+        Outcome::Opened { attempts } | Outcome::Failed { attempts, .. } => {
+            for attempt in attempts {
+                debug!("browser: {attempt}");
+            }
+            if let (Outcome::Opened { .. }, Some(last)) = (outcome, attempts.last()) {
+                debug!("opened the login page with {}", last.opener);
+            }
+        }
+    }
+}
+
+/// How long a token stays valid, for the debug log: `valid for 23h59m more,
+/// until <date>`; never the token itself.
+fn validity(token: &str) -> String {
+    match jwt::peek(token).ok().and_then(|c| c.exp) {
+        Some(exp) => {
+            let left = Duration::from_secs((exp - jwt::now()).max(0) as u64);
+            let until = std::time::UNIX_EPOCH + Duration::from_secs(exp.max(0) as u64);
+            format!(
+                "valid for {} more, until {}",
+                limits::show(left),
+                httpdate::fmt_http_date(until)
+            )
+        }
+        None => "no expiry".into(),
     }
 }
 

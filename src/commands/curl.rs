@@ -22,12 +22,14 @@ pub async fn run(args: CurlArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     if allow_request {
         args.remove(0);
     }
+    let qr = crate::cli::QrArgs::take_leading(&mut args).choice();
     let Some(first) = args.first() else {
         return Err(UsageError("give the URL of the Access application, like: cfaccess curl https://app.example.com/path".into()).into());
     };
     let url = AppUrl::parse_absolute(first).map_err(|e| UsageError(e.to_string()))?;
     let access = super::access(LoginOptions {
         fedramp,
+        qr,
         ..LoginOptions::default()
     })?;
     let app = access.app_info_once(&url).await?;

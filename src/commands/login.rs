@@ -15,6 +15,7 @@ pub async fn run(args: LoginArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
         auto_close: args.auto_close,
         fedramp,
         no_browser: args.no_browser,
+        qr: args.qr.choice(),
     })?;
     let app = access.app_info(&url).await?;
     let token = access

@@ -184,6 +184,7 @@ async fn fetch(
 ) -> anyhow::Result<ExitCode> {
     let access = super::access(LoginOptions {
         fedramp,
+        qr: args.qr.choice(),
         ..LoginOptions::default()
     })?;
     access.store().dir().ensure()?;

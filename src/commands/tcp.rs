@@ -22,6 +22,7 @@ pub async fn run(args: TcpArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     let listen = listen.map(listen_addr).transpose()?;
     let access = Arc::new(super::access(LoginOptions {
         fedramp,
+        qr: args.qr.choice(),
         ..LoginOptions::default()
     })?);
 

@@ -4,6 +4,7 @@
 pub mod agent_socket;
 pub mod atomic_file;
 pub mod browser;
+pub mod desktop;
 pub mod dir_watch;
 pub mod exec;
 pub mod home;
@@ -13,3 +14,4 @@ pub mod read;
 pub mod short_path;
 pub mod signals;
 pub mod stdio;
+pub mod terminal;

@@ -7,6 +7,7 @@
 
 pub mod hostile;
 pub mod proc;
+pub mod pty;
 pub mod sshd;
 
 use std::os::unix::fs::PermissionsExt;
