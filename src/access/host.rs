@@ -88,8 +88,12 @@ impl AppUrl {
         match url.host() {
             None => return Err(invalid(&"it has no host")),
             Some(Host::Domain("")) => return Err(invalid(&"it has no host")),
-            Some(Host::Domain(d)) if d.contains(|c: char| !is_host_char(c)) => {
-                return Err(invalid(&"the host has characters a hostname cannot have"));
+            Some(Host::Domain(d)) => {
+                if let Some(c) = d.chars().find(|c| !is_host_char(*c)) {
+                    return Err(invalid(&format_args!(
+                        "a DNS name holds letters, digits, '-', '.' and '_', not '{c}'"
+                    )));
+                }
             }
             Some(_) => {}
         }
@@ -191,8 +195,12 @@ fn bracket_bare_ipv6(s: &str) -> String {
 }
 
 /// What the url crate lets through in a domain but a Host header cannot carry.
+/// What a DNS name (in punycode, as the url crate gives it) is made of. The
+/// URL syntax allows more (`!$&'()*+,;=`), but no Access application can be
+/// named with them, and a name like `ht!tp` is a typo to report, not a host
+/// to look up.
 fn is_host_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-._~!$&'()*+,;=".contains(c)
+    c.is_ascii_alphanumeric() || "-._".contains(c)
 }
 
 #[cfg(test)]
@@ -201,6 +209,19 @@ mod tests {
 
     fn url(s: &str) -> String {
         AppUrl::parse(s).unwrap().to_string()
+    }
+
+    #[test]
+    fn a_typo_in_the_scheme_is_not_a_host() {
+        for input in [
+            "ht!tp://x",
+            "a&b.example.com",
+            "exa(mple).com",
+            "*.example.com",
+        ] {
+            let err = AppUrl::parse(input).unwrap_err();
+            assert!(matches!(err, HostError::Invalid { .. }), "{input}: {err}");
+        }
     }
 
     #[test]
