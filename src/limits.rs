@@ -72,13 +72,19 @@ pub const EDGE_PROFILE: usize = 1 << 20;
 /// An ssh config file that `ssh-config --install` edits.
 pub const SSH_CONFIG_FILE: usize = 4 << 20;
 
-/// A deadline as a user reads it: `4m`, `30s`, `1m30s`.
+/// A duration as a user reads it, the one way cfaccess writes them all
+/// (deadlines, time left on a token or a certificate): `40s`, `4m`, `1m30s`,
+/// `2h5m`, `23h59m`, `25h`. Hours are not folded into days: "23h59m" and
+/// "24h" read as neighbours, "23h59m" and "1d0h" do not.
 pub fn show(limit: Duration) -> String {
     let s = limit.as_secs();
-    match (s / 60, s % 60) {
-        (0, s) => format!("{s}s"),
-        (m, 0) => format!("{m}m"),
-        (m, s) => format!("{m}m{s}s"),
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    match (h, m, s) {
+        (0, 0, s) => format!("{s}s"),
+        (0, m, 0) => format!("{m}m"),
+        (0, m, s) => format!("{m}m{s}s"),
+        (h, 0, _) => format!("{h}h"),
+        (h, m, _) => format!("{h}h{m}m"),
     }
 }
 
@@ -101,6 +107,10 @@ mod tests {
     fn limits_read_as_a_user_reads_them() {
         assert_eq!(show(LOGIN_WAIT), "4m");
         assert_eq!(show(Duration::from_secs(90)), "1m30s");
+        assert_eq!(show(Duration::from_secs(0)), "0s");
+        assert_eq!(show(Duration::from_secs(7500)), "2h5m");
+        assert_eq!(show(Duration::from_secs(86_399)), "23h59m");
+        assert_eq!(show(Duration::from_secs(86_400)), "24h");
         assert_eq!(show(WS_UPGRADE), "10s");
         assert_eq!(show_size(ERROR_BODY), "4 KiB");
         assert_eq!(show_size(JWKS_BODY), "1 MiB");
