@@ -120,10 +120,6 @@ pub enum Command {
     /// Write a man page per command into a directory (for packagers)
     #[command(hide = true, after_help = "Examples:\n  cfaccess man target/man")]
     Man(ManArgs),
-
-    /// Print this message or the help of the given command
-    #[command(visible_alias = "h", after_help = "Examples:\n  cfaccess help ssh-gen")]
-    Help(HelpArgs),
 }
 
 #[derive(Debug, Args)]
@@ -242,6 +238,13 @@ pub enum Action {
         cfaccess ssh-config --hostname ssh.example.com --short-lived-cert\n  \
         cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install --dry-run")]
     SshConfig(SshConfigArgs),
+
+    /// Print this message or the help of the given command
+    #[command(
+        visible_alias = "h",
+        after_help = "Examples:\n  cfaccess help ssh-gen\n  cfaccess access help login"
+    )]
+    Help(HelpArgs),
 }
 
 const CURL_HELP: &str = "\

@@ -8,12 +8,17 @@ use crate::cli::HelpArgs;
 
 use super::UsageError;
 
-pub fn run(args: &HelpArgs) -> anyhow::Result<ExitCode> {
+/// The help of `within` (the path to where `help` was given) + the command asked about.
+pub fn run(within: &[&str], args: &HelpArgs) -> anyhow::Result<ExitCode> {
     let mut cmd = crate::cli::command();
     // builds every subcommand: global flags copied in, usage names set
     cmd.build();
     let mut current = &mut cmd;
-    for name in &args.command {
+    for name in within
+        .iter()
+        .copied()
+        .chain(args.command.iter().map(String::as_str))
+    {
         let path = current.get_bin_name().unwrap_or("cfaccess").to_owned();
         current = current.find_subcommand_mut(name).ok_or_else(|| {
             UsageError(format!(

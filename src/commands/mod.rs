@@ -29,12 +29,16 @@ use crate::platform::signals;
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let (action, access_fedramp) = match cli.command {
+        Command::Action(Action::Help(args)) => return help::run(&[], &args),
+        Command::Access {
+            action: Action::Help(args),
+            ..
+        } => return help::run(&["access"], &args),
         Command::Action(action) => (action, false),
         Command::Access { action, fedramp } => (action, fedramp),
         Command::Version(args) => return version::run(&args),
         Command::Completions(args) => return completions::run(&args),
         Command::Man(args) => return completions::man(&args),
-        Command::Help(args) => return help::run(&args),
     };
     // `--fedramp` where the official client takes it (`access --fedramp
     // login`), after the command, or before it as earlier releases took it
@@ -73,6 +77,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::SshConfig(args) => ssh_config::run(args),
         Action::Status => status::run(),
         Action::Logout(args) => logout::run(args.url.as_deref()),
+        Action::Help(args) => help::run(&[], &args),
     }
 }
 
