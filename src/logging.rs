@@ -201,7 +201,8 @@ fn rfc3339(t: time::OffsetDateTime) -> String {
 /// instead of rotating a second time.
 pub struct Rotating {
     path: PathBuf,
-    file: File,
+    /// `None` only while it is being rotated: Windows renames no open file.
+    file: Option<File>,
     size: u64,
     max_size: u64,
     keep: usize,
@@ -213,7 +214,7 @@ impl Rotating {
         let size = file.metadata()?.len();
         let rotating = Rotating {
             path,
-            file,
+            file: Some(file),
             size,
             max_size,
             keep,
@@ -222,18 +223,21 @@ impl Rotating {
         Ok(rotating)
     }
 
-    fn rotate(&mut self, incoming: u64) -> io::Result<()> {
+    fn rotate(&mut self, incoming: u64) -> io::Result<&mut File> {
+        self.file = None;
         let on_disk = std::fs::metadata(&self.path).map_or(0, |m| m.len());
         if on_disk + incoming > self.max_size {
-            std::fs::rename(
+            // another process holding it open on Windows refuses the rename:
+            // then this file grows on until a later write rotates it
+            let _ = std::fs::rename(
                 &self.path,
                 self.backup_path(time::OffsetDateTime::now_utc()),
-            )?;
+            );
         }
-        self.file = crate::platform::atomic_file::open_append(&self.path, 0o600)?;
-        self.size = self.file.metadata()?.len();
+        let file = crate::platform::atomic_file::open_append(&self.path, 0o600)?;
+        self.size = file.metadata()?.len();
         self.prune();
-        Ok(())
+        Ok(self.file.insert(file))
     }
 
     /// `cfaccess-2026-12-02T00-45-58.123.log` beside `cfaccess.log`.
@@ -304,16 +308,22 @@ fn is_backup_time(text: &str) -> bool {
 impl Write for Rotating {
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let incoming = buf.len() as u64;
-        if self.size > 0 && self.size + incoming > self.max_size {
-            self.rotate(incoming)?;
-        }
-        let n = self.file.write(buf)?;
+        let file = match self.file.take() {
+            Some(file) if self.size > 0 && self.size + incoming > self.max_size => {
+                drop(file);
+                self.rotate(incoming)?
+            }
+            Some(file) => self.file.insert(file),
+            // a rotation that could not reopen the file: try again
+            None => self.rotate(0)?,
+        };
+        let n = file.write(buf)?;
         self.size += n as u64;
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        self.file.flush()
+        self.file.as_mut().map_or(Ok(()), |f| f.flush())
     }
 }
 
@@ -369,7 +379,7 @@ mod tests {
         assert_eq!(rfc3339(t), "2026-12-02T00:45:58Z");
         let r = Rotating {
             path: PathBuf::from("/l/cfaccess.log"),
-            file: tempfile::tempfile().unwrap(),
+            file: None,
             size: 0,
             max_size: 1,
             keep: 1,
