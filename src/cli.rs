@@ -81,7 +81,7 @@ pub struct Cli {
 
     /// Print the version
     #[arg(short = 'v', short_alias = 'V', long, action = clap::ArgAction::Version)]
-    version: (),
+    pub version: (),
 
     #[command(subcommand)]
     pub command: Command,

@@ -61,12 +61,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         directory: cli.log_directory.as_deref(),
         console_with_file: !carrying_stdio,
     })?;
-    if let Action::Tcp(args) = &action {
-        if args.connect_to.is_some() || args.debug_stream.is_some() {
-            tracing::warn!(
-                "--connect-to and --debug-stream are the official client's testing aids; cfaccess ignores them (use CFACCESS_EDGE to point it at another edge)"
-            );
-        }
+    if let Action::Tcp(args) = &action
+        && (args.connect_to.is_some() || args.debug_stream.is_some())
+    {
+        tracing::warn!(
+            "--connect-to and --debug-stream are the official client's testing aids; cfaccess ignores them (use CFACCESS_EDGE to point it at another edge)"
+        );
     }
     match action {
         Action::Login(args) => block_on(login::run(args, fedramp)),
@@ -118,7 +118,7 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 
 /// The shared context for commands that talk to Access.
 fn access(options: LoginOptions) -> anyhow::Result<Access> {
-    Ok(access_with(edge_profile()?, options)?)
+    access_with(edge_profile()?, options)
 }
 
 /// The edge profile named by `CFACCESS_EDGE`, if any.
