@@ -188,7 +188,7 @@ pub enum Action {
 
     /// Run curl with the application's token in a Cf-Access-Token header
     ///
-    /// Usage: cfaccess curl [--allow-request|-ar] <url> [curl args...]. Logs in
+    /// Usage: cfaccess curl [--allow-request|-ar] [--fedramp] <url> [curl args...]. Logs in
     /// first if needed; with --allow-request, runs curl without a token
     /// instead of logging in. `cfaccess curl --help` shows curl's own help.
     /// With CFACCESS_EDGE set, curl is given the edge's CA (--cacert) and
@@ -251,7 +251,7 @@ const CURL_HELP: &str = "\
 Examples:
   cfaccess curl https://app.example.com/api/items -sS
   cfaccess curl -ar https://app.example.com/ -I
-  cfaccess access --fedramp curl https://app.example.com/
+  cfaccess curl --fedramp https://app.example.com/
   cfaccess curl --help        (curl's own help)";
 
 #[derive(Debug, Args)]

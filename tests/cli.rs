@@ -273,3 +273,30 @@ fn curl_reaches_a_local_edge_with_nothing_else_changed() {
     ]);
     assert_ne!(run.code, Some(0), "{run:#?}");
 }
+
+/// `cfaccess curl --fedramp <url>`: the login goes through the FedRAMP login
+/// service, and curl never sees the flag (it would refuse it).
+#[test]
+fn curl_takes_fedramp_before_the_url() {
+    if !has("curl") {
+        return;
+    }
+    let env = TestEnv::new();
+    let run = env.run(&[
+        "--log-level",
+        "debug",
+        "curl",
+        "--fedramp",
+        "https://ssh.demo.test/whoami",
+        "-sS",
+    ]);
+    run.success();
+    let body: serde_json::Value = serde_json::from_str(&run.stdout).expect("JSON from the app");
+    assert_eq!(body["email"], EMAIL);
+    // the HTTP client's own debug line names each host it pools a connection to
+    assert!(
+        run.stderr.contains("login.fed.cloudflareaccess.org"),
+        "{}",
+        run.stderr
+    );
+}

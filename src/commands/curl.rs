@@ -32,6 +32,17 @@ pub async fn run(args: CurlArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
         );
         return curl(&args);
     }
+    // `--fedramp` before the URL is ours (curl has no such option), as it
+    // is for the other commands that log in
+    let mut fedramp = fedramp;
+    if let Some(at) = args
+        .iter()
+        .take(2)
+        .position(|a| matches!(a.as_str(), "--fedramp" | "-fedramp"))
+    {
+        args.remove(at);
+        fedramp = true;
+    }
     // `-ar` counts only as the first argument, and only with a URL after it.
     let allow_request = args.len() > 1 && matches!(args[0].as_str(), "--allow-request" | "-ar");
     if allow_request {
