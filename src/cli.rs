@@ -24,18 +24,60 @@ pub const VERSION: &str = concat!(
 /// Point it at a local access-edge with CFACCESS_EDGE=<profile.json>.
 #[derive(Debug, Parser)]
 #[command(name = "cfaccess", version = VERSION, max_term_width = 100)]
-#[command(after_help = "Environment:\n  \
+// `-v` as the official client (urfave/cli) has it; `-V` too, as clap has it
+#[command(disable_version_flag = true, disable_help_subcommand = true)]
+#[command(after_help = "Examples:\n  \
+    cfaccess login https://app.example.com\n  \
+    cfaccess curl https://app.example.com/api -sS\n  \
+    cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install\n\n\
+Environment:\n  \
     CFACCESS_DIR   config dir for tokens and keys (default: ~/.cloudflared; --config-dir wins)\n  \
     CFACCESS_EDGE  edge profile of a local access-edge (trust its CA, send its names to it)\n  \
     BROWSER        browser command for logins (default: xdg-open; none without a display)\n  \
-    CFACCESS_LOGIN_WAIT  how long a browser login waits for approval (default: 4m)")]
+    CFACCESS_LOGIN_WAIT  how long a browser login waits for approval (default: 4m)\n  \
+    NO_COLOR       no colour in the logs, even on a terminal")]
 pub struct Cli {
-    /// How much to log on stderr
-    #[arg(long, global = true, value_name = "LEVEL", alias = "loglevel")]
+    /// How much to log [default: warn]
+    #[arg(
+        long,
+        global = true,
+        value_name = "LEVEL",
+        alias = "loglevel",
+        env = "TUNNEL_LOGLEVEL",
+        ignore_case = true,
+        help_heading = LOGS
+    )]
     pub log_level: Option<LogLevel>,
 
-    /// Log in through the FedRAMP login service
-    #[arg(long, global = true)]
+    /// Also write the logs to this file (appended, JSON lines as cloudflared writes them)
+    #[arg(long, global = true, value_name = "FILE", env = "TUNNEL_LOGFILE", help_heading = LOGS)]
+    pub logfile: Option<std::path::PathBuf>,
+
+    /// Also write the logs to cfaccess.log in this directory (created if missing; rotated at 1
+    /// MiB, 5 old files kept)
+    #[arg(
+        long,
+        global = true,
+        value_name = "DIR",
+        env = "TUNNEL_LOGDIRECTORY",
+        help_heading = LOGS
+    )]
+    pub log_directory: Option<std::path::PathBuf>,
+
+    /// Format of the logs on stderr
+    #[arg(
+        long,
+        global = true,
+        value_name = "FORMAT",
+        env = "TUNNEL_LOG_OUTPUT",
+        default_value = "default",
+        help_heading = LOGS
+    )]
+    pub output: LogOutput,
+
+    /// Earlier releases took --fedramp before any command; the official form
+    /// is `cfaccess access --fedramp <command>`, or --fedramp after it.
+    #[arg(long, hide = true)]
     pub fedramp: bool,
 
     /// Config dir for tokens and keys, instead of CFACCESS_DIR or ~/.cloudflared (the ssh
@@ -43,9 +85,16 @@ pub struct Cli {
     #[arg(long, global = true, value_name = "DIR")]
     pub config_dir: Option<std::path::PathBuf>,
 
+    /// Print the version
+    #[arg(short = 'v', short_alias = 'V', long, action = clap::ArgAction::Version)]
+    pub version: (),
+
     #[command(subcommand)]
     pub command: Command,
 }
+
+/// The heading of the log flags in every command's help.
+const LOGS: &str = "Log options";
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
@@ -54,13 +103,29 @@ pub enum Command {
 
     /// The official client's form: `cfaccess access login <url>` and so on
     #[command(visible_alias = "forward", subcommand_required = true)]
+    #[command(after_help = "Examples:\n  \
+        cfaccess access login https://app.example.com\n  \
+        cfaccess access --fedramp ssh --hostname ssh.example.com")]
     Access {
+        /// Log in through the FedRAMP login service (login, curl, tcp/ssh, ssh-gen)
+        #[arg(long)]
+        fedramp: bool,
+
         #[command(subcommand)]
         action: Action,
     },
 
     /// Print the version, the commit and the target (as --version does)
+    #[command(after_help = "Examples:\n  cfaccess version\n  cfaccess version --short")]
     Version(VersionArgs),
+
+    /// Print the completion script for a shell, generated from this command line
+    #[command(after_help = COMPLETIONS_HELP)]
+    Completions(CompletionsArgs),
+
+    /// Write a man page per command into a directory (for packagers)
+    #[command(hide = true, after_help = "Examples:\n  cfaccess man target/man")]
+    Man(ManArgs),
 }
 
 #[derive(Debug, Args)]
@@ -70,30 +135,78 @@ pub struct VersionArgs {
     pub short: bool,
 }
 
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for
+    #[arg(value_name = "SHELL")]
+    pub shell: Shell,
+}
+
+/// The shells `clap_complete` writes scripts for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Shell {
+    Bash,
+    Zsh,
+    Fish,
+    Powershell,
+    Elvish,
+}
+
+const COMPLETIONS_HELP: &str = "\
+Examples:
+  cfaccess completions bash > ~/.local/share/bash-completion/completions/cfaccess
+  cfaccess completions zsh > ~/.zfunc/_cfaccess    # with fpath+=~/.zfunc before compinit
+  cfaccess completions fish > ~/.config/fish/completions/cfaccess.fish
+  cfaccess completions powershell >> $PROFILE";
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Directory for the pages (created if missing): cfaccess.1, cfaccess-login.1, …
+    #[arg(value_name = "DIR")]
+    pub dir: std::path::PathBuf,
+}
+
+#[derive(Debug, Args)]
+pub struct HelpArgs {
+    /// The command (and subcommand) to explain
+    #[arg(value_name = "COMMAND")]
+    pub command: Vec<String>,
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Action {
     /// Log in to an Access application and print its token
     ///
     /// Uses a cached token when the edge still accepts it, else the team's
     /// org token, else a browser login. The token is cached in the config dir.
+    #[command(after_help = "Examples:\n  \
+        cfaccess login https://app.example.com\n  \
+        cfaccess login --quiet --no-browser https://app.example.com")]
     Login(LoginArgs),
 
     /// Print the cached token of an Access application
     ///
     /// Prints nothing and fails when there is no valid cached token; run
     /// `cfaccess login <url>` first.
+    #[command(after_help = "Examples:\n  \
+        curl -H \"cf-access-token: $(cfaccess token https://app.example.com)\" https://app.example.com/")]
     Token(TokenArgs),
 
     /// Run curl with the application's token in a Cf-Access-Token header
     ///
-    /// Usage: cfaccess curl [--allow-request|-ar] [--qr|--no-qr] <url> [curl args...]. Logs in
+    /// Usage: cfaccess curl [--allow-request|-ar] [--fedramp] [--qr|--no-qr] <url> [curl args...]. Logs in
     /// first if needed; with --allow-request, runs curl without a token
-    /// instead of logging in.
-    #[command(disable_help_flag = true)]
+    /// instead of logging in. `cfaccess curl --help` shows curl's own help.
+    /// With CFACCESS_EDGE set, curl is given the edge's CA (--cacert) and
+    /// its addresses (--connect-to) too.
+    #[command(disable_help_flag = true, after_help = CURL_HELP)]
     Curl(CurlArgs),
 
     /// Carry a TCP stream (ssh, rdp, smb…) to an Access application
     #[command(visible_aliases = ["ssh", "rdp", "smb"], long_about = TCP_ABOUT)]
+    #[command(after_help = "Examples:\n  \
+        ssh -o ProxyCommand='cfaccess access ssh --hostname %h' ssh.example.com\n  \
+        cfaccess access tcp --hostname rdp.example.com --url 127.0.0.1:3389")]
     Tcp(TcpArgs),
 
     /// Get a short-lived ssh certificate for a host from its Access app
@@ -103,6 +216,9 @@ pub enum Action {
     /// is for that key and valid for --margin seconds more, it exits at once
     /// without asking anyone: ssh runs it before every connection (see
     /// `cfaccess ssh-config --short-lived-cert`).
+    #[command(after_help = "Examples:\n  \
+        cfaccess ssh-gen --hostname ssh.example.com\n  \
+        cfaccess ssh-gen --hostname ssh.example.com --key-type ed25519 --force")]
     SshGen(SshGenArgs),
 
     /// Show what you are logged in to: tokens and ssh certificates, and how long they last
@@ -139,8 +255,10 @@ pub enum Action {
     /// win over it (ssh takes the first value it meets, so a `Host *` above
     /// it would). With --include it goes to a file of its own, included at
     /// the top.
-    ///
-    /// Example: cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install --dry-run
+    #[command(after_help = "Examples:\n  \
+        cfaccess ssh-config --hostname ssh.example.com --short-lived-cert\n  \
+        cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --install --dry-run\n  \
+        cfaccess ssh-config --hostname ssh.example.com --short-lived-cert --agent --install --include")]
     SshConfig(SshConfigArgs),
 
     /// Check what stands between you and an Access application, with the fix for each
@@ -150,13 +268,31 @@ pub enum Action {
     /// its team's auth domain, your clock against the edge's Date, the app
     /// token and ssh certificate for the host, and whether `ssh -G <host>`
     /// goes through cfaccess. Exits 1 when a check fails. Repairs nothing.
-    ///
-    /// Example: cfaccess doctor https://ssh.example.com --json
+    #[command(after_help = "Examples:\n  \
+        cfaccess doctor https://ssh.example.com\n  \
+        cfaccess doctor --hostname ssh.example.com --json")]
     Doctor(DoctorArgs),
+
+    /// Print this message or the help of the given command
+    #[command(
+        visible_alias = "h",
+        after_help = "Examples:\n  cfaccess help ssh-gen\n  cfaccess access help login"
+    )]
+    Help(HelpArgs),
 }
+
+const CURL_HELP: &str = "\
+Examples:
+  cfaccess curl https://app.example.com/api/items -sS
+  cfaccess curl -ar https://app.example.com/ -I
+  cfaccess curl --fedramp https://app.example.com/
+  cfaccess curl --help        (curl's own help)";
 
 #[derive(Debug, Args)]
 pub struct LoginArgs {
+    #[command(flatten)]
+    pub fedramp: Fedramp,
+
     /// URL of the Access application (wins over --app)
     #[arg(value_name = "URL")]
     pub url: Option<String>,
@@ -256,6 +392,19 @@ pub struct CurlArgs {
 
 #[derive(Debug, Args)]
 pub struct TcpArgs {
+    #[command(flatten)]
+    pub fedramp: Fedramp,
+
+    /// The official client's testing override (host, host:port or sni:port:host);
+    /// accepted and ignored here: point cfaccess at another edge with CFACCESS_EDGE
+    #[arg(long, hide = true, value_name = "TARGET")]
+    pub connect_to: Option<String>,
+
+    /// The official client's debugging aid (log up to N stream payloads);
+    /// accepted and ignored here: payloads are never logged
+    #[arg(long, hide = true, value_name = "N")]
+    pub debug_stream: Option<u64>,
+
     /// Hostname (or URL) of the Access application
     #[arg(
         long,
@@ -308,14 +457,6 @@ pub struct TcpArgs {
     )]
     pub service_token_secret: Option<String>,
 
-    /// Write logs to this file (appended) instead of stderr
-    #[arg(long, value_name = "FILE")]
-    pub logfile: Option<std::path::PathBuf>,
-
-    /// Write logs to cfaccess.log in this directory instead of stderr
-    #[arg(long, value_name = "DIR", conflicts_with = "logfile")]
-    pub log_directory: Option<std::path::PathBuf>,
-
     #[command(flatten)]
     pub qr: QrArgs,
 }
@@ -345,6 +486,9 @@ pub struct LogoutArgs {
 
 #[derive(Debug, Args)]
 pub struct SshGenArgs {
+    #[command(flatten)]
+    pub fedramp: Fedramp,
+
     /// Hostname of the Access application (a path is allowed; scheme and port are ignored)
     #[arg(long, value_name = "HOST")]
     pub hostname: Option<String>,
@@ -423,6 +567,14 @@ pub struct DoctorArgs {
     pub ssh_config: Option<std::path::PathBuf>,
 }
 
+/// `--fedramp`, on the commands that log in (login, curl, tcp/ssh, ssh-gen).
+#[derive(Debug, Clone, Copy, Default, Args)]
+pub struct Fedramp {
+    /// Log in through the FedRAMP login service
+    #[arg(long = "fedramp", display_order = 900)]
+    pub on: bool,
+}
+
 const TCP_ABOUT: &str = "\
 Carry a TCP stream (ssh, rdp, smb…) to an Access application
 
@@ -438,14 +590,58 @@ every accepted connection, until interrupted:
 It logs in when Access asks for it (a cached token, the org token, or the
 browser); with a service token it never does.";
 
-/// Log levels, with the official client's names.
+/// Log levels, with the official client's names (zerolog's: `trace` and
+/// `panic` are taken too, unlisted, so a `TUNNEL_LOGLEVEL` that works for
+/// cloudflared works here).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogLevel {
+    #[value(hide = true)]
+    Trace,
     Debug,
     Info,
     Warn,
     Error,
     Fatal,
+    #[value(hide = true)]
+    Panic,
+}
+
+/// Log formats on stderr, with the official client's names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogOutput {
+    /// Lines for people
+    Default,
+    /// One JSON object a line: level, time, message (as cloudflared writes them)
+    Json,
+}
+
+/// The command line as clap sees it, with what derive cannot say:
+///
+/// - no value after `[env: NAME]` in the help. Clap prints `[env: NAME=VALUE]`
+///   with the variable's current value, so `[env: NAME=]` when it is unset
+///   (and a secret-looking value when it is set); `hide_env_values` drops the
+///   `=` and the value.
+/// - an environment variable set but empty counts as unset, as it does for the
+///   official client (`TUNNEL_LOGLEVEL=` is the default level, not an error).
+pub fn command() -> clap::Command {
+    fn adjust(cmd: clap::Command) -> clap::Command {
+        cmd.mut_args(|arg| {
+            let empty = arg
+                .get_env()
+                .is_some_and(|name| std::env::var_os(name).is_some_and(|v| v.is_empty()));
+            let arg = arg.hide_env_values(true);
+            if empty { arg.env(None::<&str>) } else { arg }
+        })
+        .mut_subcommands(adjust)
+    }
+    adjust(<Cli as clap::CommandFactory>::command())
+}
+
+/// Parses the (normalized) command line through [`command`].
+pub fn parse(args: Vec<OsString>) -> Result<Cli, clap::Error> {
+    use clap::FromArgMatches;
+    let mut matches = command().try_get_matches_from(args)?;
+    Cli::from_arg_matches_mut(&mut matches)
 }
 
 /// Long flags the official client's Go flag parser takes with one dash too.
@@ -472,6 +668,9 @@ const LONG_FLAGS: &[&str] = &[
     "secret",
     "logfile",
     "log-directory",
+    "output",
+    "connect-to",
+    "debug-stream",
     "short-lived-cert",
     "key-type",
     "margin",
@@ -692,7 +891,7 @@ mod tests {
                 "/p",
             ],
         ] {
-            let parsed = Cli::try_parse_from(normalize_args(args.iter().map(OsString::from)));
+            let parsed = parse(normalize_args(args.iter().map(OsString::from)));
             assert!(parsed.is_ok(), "{args:?}: {}", parsed.unwrap_err());
         }
     }
@@ -712,6 +911,128 @@ mod tests {
         let mut args: Vec<String> = ["--qr"].map(String::from).into();
         assert_eq!(QrArgs::take_leading(&mut args).choice(), QrChoice::Auto);
         assert_eq!(args, ["--qr"], "a lone argument is the URL");
+    }
+
+    #[test]
+    fn new_and_official_forms_parse() {
+        let cli = |args: &[&str]| {
+            parse(normalize_args(args.iter().map(OsString::from)))
+                .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+        };
+        // --fedramp: the official place (after `access`), after the command,
+        // and before it as earlier releases took it
+        for args in [
+            &["cfaccess", "access", "--fedramp", "login", "https://x"][..],
+            &["cfaccess", "access", "login", "--fedramp", "https://x"],
+            &["cfaccess", "login", "-fedramp", "https://x"],
+            &["cfaccess", "--fedramp", "login", "https://x"],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--fedramp"],
+            &["cfaccess", "access", "ssh", "--hostname", "h", "--fedramp"],
+        ] {
+            let parsed = cli(args);
+            let on = parsed.fedramp
+                || match parsed.command {
+                    Command::Access { fedramp, action } => {
+                        fedramp
+                            || matches!(&action, Action::Login(a) if a.fedramp.on)
+                            || matches!(&action, Action::Tcp(a) if a.fedramp.on)
+                    }
+                    Command::Action(Action::Login(a)) => a.fedramp.on,
+                    Command::Action(Action::SshGen(a)) => a.fedramp.on,
+                    _ => false,
+                };
+            assert!(on, "{args:?}");
+        }
+        // not on the commands it does not change
+        for args in [
+            &["cfaccess", "status", "--fedramp"][..],
+            &["cfaccess", "token", "--fedramp", "https://x"],
+            &["cfaccess", "logout", "--fedramp"],
+        ] {
+            assert!(
+                parse(normalize_args(args.iter().map(OsString::from))).is_err(),
+                "{args:?}"
+            );
+        }
+        // the log flags anywhere, tcp's own forms included
+        let parsed = cli(&[
+            "cfaccess",
+            "access",
+            "ssh",
+            "-hostname",
+            "h",
+            "-logfile",
+            "/tmp/l",
+            "-output",
+            "json",
+        ]);
+        assert_eq!(
+            parsed.logfile.as_deref(),
+            Some(std::path::Path::new("/tmp/l"))
+        );
+        assert_eq!(parsed.output, LogOutput::Json);
+        let parsed = cli(&[
+            "cfaccess",
+            "--log-directory",
+            "/tmp/d",
+            "login",
+            "https://x",
+        ]);
+        assert_eq!(
+            parsed.log_directory.as_deref(),
+            Some(std::path::Path::new("/tmp/d"))
+        );
+        let parsed = cli(&["cfaccess", "status", "--loglevel", "DEBUG"]);
+        assert_eq!(parsed.log_level, Some(LogLevel::Debug));
+        // the official client's hidden testing flags
+        cli(&[
+            "cfaccess",
+            "access",
+            "tcp",
+            "--hostname",
+            "h",
+            "--connect-to",
+            "a:443:b",
+            "--debug-stream",
+            "10",
+        ]);
+        cli(&["cfaccess", "h", "login"]);
+        cli(&["cfaccess", "completions", "zsh"]);
+        cli(&["cfaccess", "man", "/tmp/m"]);
+        // -v and -V are the version; curl's -v stays curl's
+        for flag in ["-v", "-V", "--version", "-version"] {
+            let err = parse(normalize_args(["cfaccess", flag].map(OsString::from))).unwrap_err();
+            assert_eq!(err.kind(), clap::error::ErrorKind::DisplayVersion, "{flag}");
+        }
+        let parsed = cli(&["cfaccess", "curl", "https://x", "-v"]);
+        assert!(
+            matches!(parsed.command, Command::Action(Action::Curl(a)) if a.args == ["https://x", "-v"])
+        );
+    }
+
+    /// Every command's help has an example, and no `[env: NAME=]`.
+    #[test]
+    fn every_help_has_an_example_and_clean_env_names() {
+        fn walk(cmd: &mut clap::Command, path: &str) {
+            let path = format!("{path} {}", cmd.get_name());
+            let help = cmd.render_long_help().to_string();
+            assert!(help.contains("Examples:\n"), "{path} --help has no example");
+            assert!(!help.contains("=]"), "{path}: {help}");
+            for sub in cmd.get_subcommands_mut() {
+                walk(sub, &path);
+            }
+        }
+        let mut cmd = command();
+        cmd.build();
+        walk(&mut cmd, "");
+        // the variables are still named
+        let tcp = cmd
+            .find_subcommand_mut("tcp")
+            .unwrap()
+            .render_long_help()
+            .to_string();
+        assert!(tcp.contains("[env: TUNNEL_SERVICE_HOSTNAME]"), "{tcp}");
+        assert!(tcp.contains("[env: TUNNEL_LOGLEVEL]"), "{tcp}");
     }
 
     #[test]

@@ -189,17 +189,13 @@ impl Credential {
     }
 }
 
-/// "2h5m", "3m20s", "40s": how long until `expires` from `now`, or `None`
-/// when it has passed.
+/// "2h5m", "3m20s", "40s" ([`crate::limits::show`]): how long until
+/// `expires` from `now`, or `None` when it has passed.
 pub fn remaining(expires: i64, now: i64) -> Option<String> {
     let left = expires.checked_sub(now).filter(|s| *s > 0)?;
-    let (d, h, m, s) = (left / 86_400, left / 3600 % 24, left / 60 % 60, left % 60);
-    Some(match (d, h, m) {
-        (0, 0, 0) => format!("{s}s"),
-        (0, 0, _) => format!("{m}m{s}s"),
-        (0, _, _) => format!("{h}h{m}m"),
-        _ => format!("{d}d{h}h"),
-    })
+    Some(crate::limits::show(std::time::Duration::from_secs(
+        left as u64,
+    )))
 }
 
 #[cfg(test)]
@@ -244,6 +240,7 @@ mod tests {
         assert_eq!(remaining(140, 100), Some("40s".into()));
         assert_eq!(remaining(100 + 200, 100), Some("3m20s".into()));
         assert_eq!(remaining(100 + 7500, 100), Some("2h5m".into()));
-        assert_eq!(remaining(100 + 90_000, 100), Some("1d1h".into()));
+        assert_eq!(remaining(100 + 86_399, 100), Some("23h59m".into()));
+        assert_eq!(remaining(100 + 90_000, 100), Some("25h".into()));
     }
 }

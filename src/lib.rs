@@ -18,13 +18,11 @@ pub mod ui;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 /// The whole program: parse, run, report. Usage errors exit 2 (as clap's
 /// own do), other failures 1, each with one line on stderr.
 pub fn main() -> ExitCode {
     let args = cli::normalize_args(std::env::args_os());
-    let cli = match cli::Cli::try_parse_from(args) {
+    let cli = match cli::parse(args) {
         Ok(cli) => cli,
         Err(e) => e.exit(),
     };

@@ -79,11 +79,14 @@ pub const EDGE_PROFILE: usize = 1 << 20;
 /// An ssh config file that `ssh-config --install` edits.
 pub const SSH_CONFIG_FILE: usize = 4 << 20;
 
-/// A duration as a user reads it, one way everywhere: `12s`, `4m`, `1m30s`,
-/// `1h`, `23h59m` (seconds are dropped once there are hours).
-pub fn show(d: Duration) -> String {
-    let s = d.as_secs();
-    match (s / 3600, s / 60 % 60, s % 60) {
+/// A duration as a user reads it, the one way cfaccess writes them all
+/// (deadlines, time left on a token or a certificate): `40s`, `4m`, `1m30s`,
+/// `2h5m`, `23h59m`, `25h`. Hours are not folded into days: "23h59m" and
+/// "24h" read as neighbours, "23h59m" and "1d0h" do not.
+pub fn show(limit: Duration) -> String {
+    let s = limit.as_secs();
+    let (h, m, s) = (s / 3600, s / 60 % 60, s % 60);
+    match (h, m, s) {
         (0, 0, s) => format!("{s}s"),
         (0, m, 0) => format!("{m}m"),
         (0, m, s) => format!("{m}m{s}s"),
@@ -158,6 +161,10 @@ mod tests {
     fn limits_read_as_a_user_reads_them() {
         assert_eq!(show(LOGIN_WAIT), "4m");
         assert_eq!(show(Duration::from_secs(90)), "1m30s");
+        assert_eq!(show(Duration::from_secs(0)), "0s");
+        assert_eq!(show(Duration::from_secs(7500)), "2h5m");
+        assert_eq!(show(Duration::from_secs(86_399)), "23h59m");
+        assert_eq!(show(Duration::from_secs(86_400)), "24h");
         assert_eq!(show(WS_UPGRADE), "10s");
         assert_eq!(show(Duration::from_secs(0)), "0s");
         assert_eq!(show(Duration::from_secs(3600)), "1h");

@@ -31,9 +31,15 @@ class Cfaccess < Formula
 
   def install
     bin.install "cfaccess"
+    # generated from the clap definitions by the release workflow
+    bash_completion.install "completions/cfaccess.bash" => "cfaccess"
+    zsh_completion.install "completions/_cfaccess"
+    fish_completion.install "completions/cfaccess.fish"
+    man1.install Dir["man/*.1"]
   end
 
   test do
     assert_match version.to_s, shell_output("#{bin}/cfaccess --version")
+    assert_match "ssh-gen", shell_output("#{bin}/cfaccess completions bash")
   end
 end

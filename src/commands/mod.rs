@@ -1,8 +1,10 @@
 //! One function per command: arguments in, calls on the library, output out.
 //! No protocol logic lives here.
 
+mod completions;
 mod curl;
 mod doctor;
+mod help;
 mod login;
 mod logout;
 mod ssh_config;
@@ -27,23 +29,49 @@ use crate::platform::signals;
 
 /// Runs the parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let fedramp = cli.fedramp;
     if let Some(dir) = cli.config_dir.filter(|d| !d.as_os_str().is_empty()) {
         ConfigDir::choose(dir);
     }
-    let action = match cli.command {
-        Command::Action(action) | Command::Access { action } => action,
+    let (action, access_fedramp) = match cli.command {
+        Command::Action(Action::Help(args)) => return help::run(&[], &args),
+        Command::Access {
+            action: Action::Help(args),
+            ..
+        } => return help::run(&["access"], &args),
+        Command::Action(action) => (action, false),
+        Command::Access { action, fedramp } => (action, fedramp),
         Command::Version(args) => return version::run(&args),
+        Command::Completions(args) => return completions::run(&args),
+        Command::Man(args) => return completions::man(&args),
     };
-    let log_target = match &action {
-        Action::Tcp(args) => match (&args.logfile, &args.log_directory) {
-            (Some(file), _) => logging::Target::File(file),
-            (None, Some(dir)) => logging::Target::Directory(dir),
-            (None, None) => logging::Target::Stderr,
-        },
-        _ => logging::Target::Stderr,
-    };
-    logging::init(cli.log_level, log_target)?;
+    // `--fedramp` where the official client takes it (`access --fedramp
+    // login`), after the command, or before it as earlier releases took it
+    let fedramp = cli.fedramp
+        || access_fedramp
+        || match &action {
+            Action::Login(args) => args.fedramp.on,
+            Action::Tcp(args) => args.fedramp.on,
+            Action::SshGen(args) => args.fedramp.on,
+            _ => false,
+        };
+    // A carrier on stdin/stdout writes into ssh's terminal: with a log file
+    // its logs go there alone, as the official client's do.
+    let carrying_stdio =
+        matches!(&action, Action::Tcp(args) if args.url.is_none() && args.listen.is_none());
+    logging::init(&logging::Settings {
+        level: cli.log_level,
+        output: cli.output,
+        file: cli.logfile.as_deref(),
+        directory: cli.log_directory.as_deref(),
+        console_with_file: !carrying_stdio,
+    })?;
+    if let Action::Tcp(args) = &action
+        && (args.connect_to.is_some() || args.debug_stream.is_some())
+    {
+        tracing::warn!(
+            "--connect-to and --debug-stream are the official client's testing aids; cfaccess ignores them (use CFACCESS_EDGE to point it at another edge)"
+        );
+    }
     match action {
         Action::Login(args) => block_on(login::run(args, fedramp)),
         Action::Token(args) => token::run(args),
@@ -54,6 +82,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Action::Status(args) => status::run(&args),
         Action::Logout(args) => logout::run(&args),
         Action::Doctor(args) => block_on(doctor::run(args)),
+        Action::Help(args) => help::run(&[], &args),
     }
 }
 
@@ -94,9 +123,17 @@ fn block_on<F: std::future::Future<Output = anyhow::Result<ExitCode>>>(
 
 /// The shared context for commands that talk to Access.
 fn access(options: LoginOptions) -> anyhow::Result<Access> {
+    access_with(edge_profile()?, options)
+}
+
+/// The edge profile named by `CFACCESS_EDGE`, if any.
+fn edge_profile() -> anyhow::Result<Option<EdgeProfile>> {
+    EdgeProfile::from_env().hint(format!("fix or unset {}", crate::access::edge_profile::ENV))
+}
+
+/// [`access`] with a profile read already.
+fn access_with(profile: Option<EdgeProfile>, options: LoginOptions) -> anyhow::Result<Access> {
     let dir = ConfigDir::locate()?;
-    let profile = EdgeProfile::from_env()
-        .hint(format!("fix or unset {}", crate::access::edge_profile::ENV))?;
     Ok(Access::new(profile, dir, options))
 }
 
