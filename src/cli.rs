@@ -484,6 +484,9 @@ pub struct LogoutArgs {
     pub team: bool,
 }
 
+/// `ssh-gen --margin`'s default: seconds a reused certificate must have left.
+pub const SSH_GEN_MARGIN: u64 = 30;
+
 #[derive(Debug, Args)]
 pub struct SshGenArgs {
     #[command(flatten)]
@@ -498,7 +501,7 @@ pub struct SshGenArgs {
     pub key_type: Option<crate::ssh::keys::KeyType>,
 
     /// Seconds of validity the certificate on disk must have left to be reused
-    #[arg(long, value_name = "SECONDS", default_value_t = 30)]
+    #[arg(long, value_name = "SECONDS", default_value_t = SSH_GEN_MARGIN)]
     pub margin: u64,
 
     /// Get a new certificate even if the one on disk is good

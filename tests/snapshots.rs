@@ -79,6 +79,8 @@ fn help_of_every_command() {
         "ssh-config",
         "status",
         "logout",
+        "doctor",
+        "completions",
         "version",
     ] {
         let run = env.run(&[command, "--help"]);

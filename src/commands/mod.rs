@@ -86,6 +86,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
+/// `ssh-gen`'s answer before any parsing, for the line ssh runs before
+/// every connection ([`ssh_gen::fast_path`]).
+pub fn ssh_gen_fast_path(args: &[std::ffi::OsString]) -> Option<ExitCode> {
+    ssh_gen::fast_path(args)
+}
+
 /// A usage error found after parsing: printed like clap's, exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]

@@ -23,6 +23,66 @@ use crate::ssh::agent::{self, Agent};
 use crate::ssh::cert_sign::{self, CertSignError};
 use crate::ssh::keys::{CertProblem, KeyFiles, check_cert};
 
+/// The command line ssh runs before every connection, as `ssh-config`
+/// prints it: `[access] ssh-gen --hostname H [--config-dir D]`, in any order
+/// after `ssh-gen`, once the official client's single-dash forms are made
+/// double (`cli::normalize_args`). When the certificate on disk will do,
+/// this answers before clap builds its whole command tree and before logging
+/// starts, which together are about a tenth of the start-up memory. Anything
+/// else (another flag, a log variable, a certificate to renew, an error to
+/// report) is `None`: the full parser runs and decides, with the same result
+/// for these forms (see the tests).
+pub fn fast_path(args: &[std::ffi::OsString]) -> Option<ExitCode> {
+    let (hostname, config_dir) = fast_form(args)?;
+    let logging_asked = [
+        "TUNNEL_LOGLEVEL",
+        "TUNNEL_LOGFILE",
+        "TUNNEL_LOGDIRECTORY",
+        "TUNNEL_LOG_OUTPUT",
+    ]
+    .iter()
+    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    if logging_asked || std::env::var_os(crate::doctor::PROBE_ENV).is_some() {
+        return None;
+    }
+    let url = AppUrl::parse(hostname).ok()?;
+    if let Some(dir) = config_dir {
+        ConfigDir::choose(dir.into());
+    }
+    let dir = ConfigDir::locate().ok()?;
+    let files = KeyFiles::new(&dir, &url.key_stem());
+    let fresh = files.usable_cert(now(), crate::cli::SSH_GEN_MARGIN).is_ok();
+    fresh.then_some(ExitCode::SUCCESS)
+}
+
+/// The hostname and config dir of a command line [`fast_path`] takes.
+fn fast_form(args: &[std::ffi::OsString]) -> Option<(&str, Option<&str>)> {
+    let mut words = args.iter().skip(1).map(|a| a.to_str());
+    let mut word = words.next()??;
+    if word == "access" || word == "forward" {
+        word = words.next()??;
+    }
+    if word != "ssh-gen" {
+        return None;
+    }
+    let (mut hostname, mut config_dir) = (None, None);
+    while let Some(word) = words.next() {
+        let (flag, value) = match word?.split_once('=') {
+            Some((flag, value)) if flag.starts_with("--") => (flag, value),
+            _ => (word?, words.next()??),
+        };
+        let slot = match flag {
+            "--hostname" => &mut hostname,
+            "--config-dir" => &mut config_dir,
+            _ => return None,
+        };
+        if slot.replace(value).is_some() || value.is_empty() || value.starts_with('-') {
+            return None;
+        }
+    }
+    Some((hostname?, config_dir))
+}
+
 pub fn run(args: SshGenArgs, fedramp: bool) -> anyhow::Result<ExitCode> {
     // `cfaccess doctor` runs `ssh -G`, which runs `Match exec` too: the
     // block applies as it would, and nothing logs in
@@ -229,4 +289,109 @@ async fn fetch(
     ));
     tracing::debug!(key_id = %cert.key_id(), "wrote {}", files.cert.display());
     Ok(ExitCode::SUCCESS)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::OsString;
+
+    use super::fast_form;
+    use crate::cli::{Action, Command, SSH_GEN_MARGIN, normalize_args, parse};
+
+    fn argv(args: &[&str]) -> Vec<OsString> {
+        normalize_args(args.iter().map(OsString::from))
+    }
+
+    /// What the full parser makes of `args`, in the terms of the fast path.
+    fn by_clap(args: &[OsString]) -> Option<(String, Option<String>)> {
+        let cli = parse(args.to_vec()).ok()?;
+        let config_dir = cli.config_dir.map(|d| d.to_string_lossy().into_owned());
+        let (Command::Action(Action::SshGen(a))
+        | Command::Access {
+            action: Action::SshGen(a),
+            ..
+        }) = cli.command
+        else {
+            return None;
+        };
+        let plain = !a.force && !a.agent && a.key_type.is_none() && a.margin == SSH_GEN_MARGIN;
+        plain.then_some((a.hostname?, config_dir))
+    }
+
+    #[test]
+    fn the_fast_path_takes_what_the_parser_reads_the_same_way() {
+        for args in [
+            &[
+                "cfaccess",
+                "access",
+                "ssh-gen",
+                "--hostname",
+                "ssh.example.com",
+            ][..],
+            &["cfaccess", "ssh-gen", "--hostname=ssh.example.com"],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-gen",
+                "-hostname",
+                "ssh.example.com",
+            ],
+            &[
+                "cfaccess",
+                "forward",
+                "ssh-gen",
+                "--hostname",
+                "h",
+                "--config-dir",
+                "/tmp/a b",
+            ],
+            &[
+                "cfaccess",
+                "access",
+                "ssh-gen",
+                "--config-dir=/d",
+                "--hostname",
+                "h/x",
+            ],
+        ] {
+            let args = argv(args);
+            let fast = fast_form(&args).map(|(h, d)| (h.to_owned(), d.map(str::to_owned)));
+            assert!(fast.is_some(), "{args:?}");
+            assert_eq!(fast, by_clap(&args), "{args:?}");
+        }
+    }
+
+    #[test]
+    fn anything_else_goes_to_the_parser() {
+        for args in [
+            &["cfaccess", "access", "ssh-gen"][..],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--agent"],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--force"],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--margin", "60"],
+            &[
+                "cfaccess",
+                "ssh-gen",
+                "--hostname",
+                "h",
+                "--log-level",
+                "debug",
+            ],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "--hostname", "i"],
+            &["cfaccess", "ssh-gen", "--hostname", "--agent"],
+            &["cfaccess", "ssh-gen", "--hostname="],
+            &["cfaccess", "ssh-gen", "--hostname", "h", "extra"],
+            &[
+                "cfaccess",
+                "--config-dir",
+                "/d",
+                "ssh-gen",
+                "--hostname",
+                "h",
+            ],
+            &["cfaccess", "access", "login", "--hostname", "h"],
+            &["cfaccess", "ssh-gen", "--help"],
+        ] {
+            assert_eq!(fast_form(&argv(args)), None, "{args:?}");
+        }
+    }
 }
