@@ -481,14 +481,7 @@ fn ssh_through_the_short_lived_cert_config_survives_an_app_recreated_with_a_new_
     let old = edge_for_sshd();
     let ca_file = old.tmp.path().join("trusted_user_ca_keys");
     let old_ca = old.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
-    std::fs::write(&ca_file, format!("{old_ca}\n")).unwrap();
-    let _sshd = Sshd::start_on(
-        port,
-        &[
-            format!("TrustedUserCAKeys {}", ca_file.display()),
-            "AuthorizedKeysFile none".into(),
-        ],
-    );
+    let _sshd = Sshd::trusting_ca(port, &ca_file, &old_ca);
     let printed = old.run(&["ssh-config", "--hostname", APP_HOST, "--short-lived-cert"]);
     printed.success();
     let ssh_config = old.tmp.path().join("ssh_config");

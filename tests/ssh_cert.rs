@@ -44,14 +44,7 @@ fn world_trusting(local_part: &str, trusted: &str) -> World {
     env.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
     let ca = env.edge.generate_ca(trusted, CaKeyType::Ecdsa).unwrap();
     let ca_file = env.tmp.path().join("trusted_user_ca_keys");
-    std::fs::write(&ca_file, format!("{ca}\n")).unwrap();
-    let sshd = Sshd::start_on(
-        port,
-        &[
-            format!("TrustedUserCAKeys {}", ca_file.display()),
-            "AuthorizedKeysFile none".into(),
-        ],
-    );
+    let sshd = Sshd::trusting_ca(port, &ca_file, &ca);
     let printed = env.run(&["ssh-config", "--hostname", APP_HOST, "--short-lived-cert"]);
     printed.success();
     let ssh_config = env.tmp.path().join("ssh_config");

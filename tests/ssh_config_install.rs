@@ -63,8 +63,14 @@ fn install(env: &TestEnv, config: &Path, extra: &[&str]) -> Run {
 }
 
 /// Our ProxyCommand as `ssh -G` shows it (it leaves `%h` unexpanded there).
-fn ours() -> String {
-    format!("{} access ssh --hostname %h", exe())
+/// The block's ProxyCommand: the test's config dir is not the default one,
+/// so the block names it.
+fn ours(env: &TestEnv) -> String {
+    format!(
+        "{} access ssh --hostname %h --config-dir {}",
+        exe(),
+        env.dir.display()
+    )
 }
 
 #[test]
@@ -96,7 +102,7 @@ fn the_installed_block_wins_over_host_star_in_ssh_g() {
         "the rest stays as it was: {text}"
     );
     let won = ssh_g(&env, &config, APP_HOST);
-    assert_eq!(first(&won, "proxycommand"), Some(&*ours()));
+    assert_eq!(first(&won, "proxycommand"), Some(&*ours(&env)));
     // other hosts still get the `Host *` settings
     let other = ssh_g(&env, &config, "other.example.com");
     assert_eq!(first(&other, "proxycommand"), Some("/bin/false %h"));
@@ -119,7 +125,7 @@ fn the_short_lived_cert_block_wins_for_proxy_command_and_certificate_file() {
         "{text}"
     );
     let won = ssh_g(&env, &config, APP_HOST);
-    assert_eq!(first(&won, "proxycommand"), Some(&*ours()));
+    assert_eq!(first(&won, "proxycommand"), Some(&*ours(&env)));
     let cert = env.dir.join(format!("{APP_HOST}-cf_key-cert.pub"));
     let unexpanded = env.dir.join("%h-cf_key-cert.pub");
     assert_eq!(
@@ -143,14 +149,7 @@ fn ssh_logs_in_through_the_installed_block_despite_a_host_star_proxy_command() {
     });
     let ca = env.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
     let ca_file = env.tmp.path().join("ca.pub");
-    std::fs::write(&ca_file, format!("{ca}\n")).unwrap();
-    let _sshd = Sshd::start_on(
-        port,
-        &[
-            format!("TrustedUserCAKeys {}", ca_file.display()),
-            "AuthorizedKeysFile none".into(),
-        ],
-    );
+    let _sshd = Sshd::trusting_ca(port, &ca_file, &ca);
     let config = env.tmp.path().join("config");
     std::fs::write(&config, HOST_STAR).unwrap();
     install(&env, &config, &["--short-lived-cert"]).success();
@@ -195,7 +194,7 @@ fn include_puts_the_block_in_its_own_file_read_first() {
         "{block}"
     );
     let won = ssh_g(&env, &config, APP_HOST);
-    assert_eq!(first(&won, "proxycommand"), Some(&*ours()));
+    assert_eq!(first(&won, "proxycommand"), Some(&*ours(&env)));
     let other = ssh_g(&env, &config, "other.example.com");
     assert_eq!(first(&other, "proxycommand"), Some("/bin/false %h"));
 
@@ -223,7 +222,7 @@ fn include_puts_the_block_in_its_own_file_read_first() {
     );
     assert_eq!(
         first(&ssh_g(&env, &config, APP_HOST), "proxycommand"),
-        Some(&*ours())
+        Some(&*ours(&env))
     );
     // and back: the inline block goes, the Include stays at the top
     install(&env, &config, &["--include"]).success();
@@ -371,8 +370,9 @@ fn a_path_is_kept_in_the_commands_and_key_names_or_refused_with_the_reason() {
     assert_eq!(
         run.stdout,
         format!(
-            "Match host {APP_HOST} exec \"{exe} access ssh-gen --hostname {APP_HOST}/some/path\"\n  \
-             ProxyCommand {exe} access ssh --hostname {APP_HOST}/some/path\n  \
+            "Match host {APP_HOST} exec \"{exe} access ssh-gen --hostname {APP_HOST}/some/path \
+             --config-dir {dir}\"\n  \
+             ProxyCommand {exe} access ssh --hostname {APP_HOST}/some/path --config-dir {dir}\n  \
              IdentityFile {dir}/{APP_HOST}-some-path-cf_key\n  \
              CertificateFile {dir}/{APP_HOST}-some-path-cf_key-cert.pub\n",
             exe = exe()

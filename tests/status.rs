@@ -320,14 +320,7 @@ fn the_printed_config_carries_a_moved_config_dir_by_itself() {
     });
     let ca = env.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
     let ca_file = env.tmp.path().join("trusted_user_ca_keys");
-    std::fs::write(&ca_file, format!("{ca}\n")).unwrap();
-    let sshd = Sshd::start_on(
-        port,
-        &[
-            format!("TrustedUserCAKeys {}", ca_file.display()),
-            "AuthorizedKeysFile none".into(),
-        ],
-    );
+    let sshd = Sshd::trusting_ca(port, &ca_file, &ca);
     let profile = env.tmp.path().join("work profile");
     let printed = env.run(&[
         "--config-dir",

@@ -270,44 +270,55 @@ fn text(status: &Status) -> String {
             "expired".to_owned()
         }
     };
-    if !status.apps.is_empty() {
-        out.push_str("\nAccess applications\n");
-        for a in &status.apps {
-            let _ = writeln!(
-                out,
-                "  {:<32} {:<28} {}",
-                a.app,
-                a.email,
-                validity(a.valid, a.seconds_left)
-            );
+    // one table each: a heading, then name, who or what, and validity
+    let mut table = |heading: &str, rows: Vec<(&str, String, String)>| {
+        if rows.is_empty() {
+            return;
         }
-    }
-    if !status.teams.is_empty() {
-        out.push_str(
-            "\nTeams (single sign-on: a login to any of their apps signs in as this identity)\n",
-        );
-        for t in &status.teams {
-            let _ = writeln!(
-                out,
-                "  {:<32} {:<28} {}",
-                t.team,
-                t.email,
-                validity(t.valid, t.seconds_left)
-            );
+        out.push_str(&format!("\n{heading}\n"));
+        for (name, what, valid) in rows {
+            let _ = writeln!(out, "  {name:<32} {what:<28} {valid}");
         }
-    }
-    if !status.certificates.is_empty() {
-        out.push_str("\nSSH certificates\n");
-        for c in &status.certificates {
-            let _ = writeln!(
-                out,
-                "  {:<32} {:<28} {}",
-                c.host,
-                format!("principal {}", c.principals.join(", ")),
-                validity(c.valid, c.seconds_left)
-            );
-        }
-    }
+    };
+    let apps = status.apps.iter();
+    table(
+        "Access applications",
+        apps.map(|a| {
+            (
+                a.app.as_str(),
+                a.email.clone(),
+                validity(a.valid, a.seconds_left),
+            )
+        })
+        .collect(),
+    );
+    let teams = status.teams.iter();
+    table(
+        "Teams (single sign-on: a login to any of their apps signs in as this identity)",
+        teams
+            .map(|t| {
+                (
+                    t.team.as_str(),
+                    t.email.clone(),
+                    validity(t.valid, t.seconds_left),
+                )
+            })
+            .collect(),
+    );
+    let certs = status.certificates.iter();
+    table(
+        "SSH certificates",
+        certs
+            .map(|c| {
+                let principals = format!("principal {}", c.principals.join(", "));
+                (
+                    c.host.as_str(),
+                    principals,
+                    validity(c.valid, c.seconds_left),
+                )
+            })
+            .collect(),
+    );
     if !status.teams.is_empty() {
         out.push_str(
             "\nTo sign in as someone else: cfaccess logout --team <app url>, then log in again.\n",

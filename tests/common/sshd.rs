@@ -26,6 +26,19 @@ impl Sshd {
         Sshd::start_on(free_port(), extra)
     }
 
+    /// Starts sshd on `port` trusting user certificates from the CA whose
+    /// public key line is `ca` (written to `ca_file`), and no plain keys.
+    pub fn trusting_ca(port: u16, ca_file: &Path, ca: &str) -> Sshd {
+        std::fs::write(ca_file, format!("{ca}\n")).expect("the CA file");
+        Sshd::start_on(
+            port,
+            &[
+                format!("TrustedUserCAKeys {}", ca_file.display()),
+                "AuthorizedKeysFile none".into(),
+            ],
+        )
+    }
+
     /// Starts sshd on `port` with the given extra `sshd_config` lines.
     pub fn start_on(port: u16, extra: &[String]) -> Sshd {
         let tmp = tempfile::tempdir().expect("sshd dir");
