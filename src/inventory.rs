@@ -1,7 +1,7 @@
 //! What the config dir holds: the credentials `status` shows and `logout`
 //! removes. Read from the files alone, with no request: tokens by their
-//! names and unverified claims (PROTOCOL.md 3), certificates as OpenSSH
-//! certificates (PROTOCOL.md 7).
+//! names and unverified claims (docs/protocol.md 3), certificates as OpenSSH
+//! certificates (docs/protocol.md 7).
 
 use std::path::{Path, PathBuf};
 

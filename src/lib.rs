@@ -1,6 +1,6 @@
 //! cfaccess: a client for Cloudflare Access, a drop-in for `cloudflared access`.
 //!
-//! The modules follow the nouns of the wire protocol (`PROTOCOL.md`); the
+//! The modules follow the nouns of the wire protocol (`docs/protocol.md`); the
 //! commands in `commands` are thin layers over them.
 
 pub mod access;

@@ -5,7 +5,7 @@
 //! (the README's "Limits and guarantees" lists them): no network step waits
 //! longer than its deadline, no body or file is read past its cap, and no
 //! retry loop runs without a pause between tries or past its command's end.
-//! The protocol's own timeouts (PROTOCOL.md) are kept where it gives one.
+//! The protocol's own timeouts (docs/protocol.md) are kept where it gives one.
 
 use std::time::Duration;
 

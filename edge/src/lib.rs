@@ -1,7 +1,7 @@
 //! access-edge: a faithful local stand-in for the Cloudflare Access edge.
 //!
 //! It answers everything a Cloudflare Access client says on the wire
-//! (`PROTOCOL.md` sections 2–7) the way the real edge does, over TLS from a
+//! (`docs/protocol.md` sections 2–7) the way the real edge does, over TLS from a
 //! local CA, so that cfaccess and the official `cloudflared access` client can
 //! run their whole flow with no internet: app discovery, the JWKS, the login
 //! page, the login service's sealed transfer, the org-token exchange, the token

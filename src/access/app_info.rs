@@ -1,4 +1,4 @@
-//! Finding the Access application behind a URL (PROTOCOL.md section 2).
+//! Finding the Access application behind a URL (docs/protocol.md section 2).
 //!
 //! The edge answers a `HEAD` carrying `cf-access-metadata-request: true` with
 //! a JWT signed by the team's key, naming the host asked, the team's auth

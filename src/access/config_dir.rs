@@ -1,4 +1,4 @@
-//! The config dir and the names of the files in it (PROTOCOL.md sections 3
+//! The config dir and the names of the files in it (docs/protocol.md sections 3
 //! and 7): `~/.cloudflared`, shared with the official client so a user can
 //! switch between the two without logging in again.
 

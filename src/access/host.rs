@@ -1,4 +1,4 @@
-//! Reading the host argument (PROTOCOL.md section 1).
+//! Reading the host argument (docs/protocol.md section 1).
 //!
 //! Users give `host`, `host:port`, `host/path`, a full `http(s)://` URL, an
 //! IPv4 address or a bare or bracketed IPv6 address. Everything becomes an

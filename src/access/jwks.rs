@@ -1,4 +1,4 @@
-//! The team's key set and the checking of edge-signed JWTs (PROTOCOL.md 2.4).
+//! The team's key set and the checking of edge-signed JWTs (docs/protocol.md 2.4).
 //!
 //! The key set lives at `https://<auth domain>/cdn-cgi/access/certs` and is
 //! cached as `<auth domain>-jwks` in the config dir, fresh for 24 hours by

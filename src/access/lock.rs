@@ -1,4 +1,4 @@
-//! The login lock (PROTOCOL.md section 3): `<token file>.lock` and
+//! The login lock (docs/protocol.md section 3): `<token file>.lock` and
 //! `<token file>.url`, shared with the official client.
 //!
 //! When many processes need the same token at once (ssh sessions started

@@ -1,4 +1,4 @@
-//! Browser login through the login service (PROTOCOL.md section 4.4).
+//! Browser login through the login service (docs/protocol.md section 4.4).
 //!
 //! A fresh Curve25519 keypair names the login: its public key goes into the
 //! login URL the user opens, and the login service hands the result, sealed

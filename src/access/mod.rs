@@ -1,4 +1,4 @@
-//! The Access protocol client, and getting an app token (PROTOCOL.md
+//! The Access protocol client, and getting an app token (docs/protocol.md
 //! sections 4 and 5): the cache, then the lock, then single sign-on with the org token, then the browser.
 //!
 //! [`Access`] holds what every command shares: one HTTP client, the token

@@ -1,4 +1,4 @@
-//! Single sign-on without a browser (PROTOCOL.md section 4.3): trading the
+//! Single sign-on without a browser (docs/protocol.md section 4.3): trading the
 //! team's org token for an app token by walking the edge's login redirects
 //! by hand, as a browser with the org session cookie would.
 //!

@@ -1,4 +1,4 @@
-//! Asking the edge whether it still takes a token (PROTOCOL.md section 5).
+//! Asking the edge whether it still takes a token (docs/protocol.md section 5).
 //!
 //! A token can be unexpired and still refused: revoked, or issued before the
 //! team rotated its keys. `login` and `curl` check it before trusting it.

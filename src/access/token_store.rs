@@ -1,4 +1,4 @@
-//! The token store (PROTOCOL.md section 3): app and org tokens as files in
+//! The token store (docs/protocol.md section 3): app and org tokens as files in
 //! the config dir, named and written exactly as the official client does, so
 //! either client uses what the other fetched.
 

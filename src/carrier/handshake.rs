@@ -1,4 +1,4 @@
-//! One websocket handshake with the edge (PROTOCOL.md 6.1): an HTTP/1.1
+//! One websocket handshake with the edge (docs/protocol.md 6.1): an HTTP/1.1
 //! upgrade sent through the shared HTTP client, so the proxy, the trust roots
 //! and the edge profile apply to it as to every other request.
 

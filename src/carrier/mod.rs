@@ -1,4 +1,4 @@
-//! Carrying a TCP stream through Access over a websocket (PROTOCOL.md 6):
+//! Carrying a TCP stream through Access over a websocket (docs/protocol.md 6):
 //! `cfaccess ssh` as an ssh ProxyCommand (stdin/stdout) or as a local
 //! listener.
 //!

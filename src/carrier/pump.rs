@@ -1,4 +1,4 @@
-//! Carrying bytes over an open websocket (PROTOCOL.md 6.3).
+//! Carrying bytes over an open websocket (docs/protocol.md 6.3).
 //!
 //! Local bytes go out as binary frames, one per read; the payload of every
 //! data frame received goes to the local side. End of input travels like a

@@ -1,5 +1,5 @@
 //! `cfaccess curl <url> [curl args…]`: curl with the app token in a
-//! `Cf-Access-Token` header (PROTOCOL.md section 9).
+//! `Cf-Access-Token` header (docs/protocol.md section 9).
 
 use std::process::ExitCode;
 

@@ -1,5 +1,5 @@
 //! `cfaccess ssh-gen --hostname h`: a short-lived ssh certificate for the
-//! host, signed by the app's CA (PROTOCOL.md 7).
+//! host, signed by the app's CA (docs/protocol.md 7).
 //!
 //! ssh runs this before every connection (`Match exec`), so when the
 //! certificate on disk is for our key and stays valid for the margin, it

@@ -1,5 +1,5 @@
 //! The user's home directory, found as the official client finds it (it
-//! expands `~` with go-homedir, PROTOCOL.md section 10): `HOME` when set;
+//! expands `~` with go-homedir, docs/protocol.md section 10): `HOME` when set;
 //! else on Windows `USERPROFILE`, else `HOMEDRIVE` + `HOMEPATH`; on Unix the
 //! password database. Config dirs must agree between the two clients, so
 //! nothing else (no known-folder API) is consulted.

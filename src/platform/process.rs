@@ -1,7 +1,7 @@
 //! When a process started, as the official client's lock code computes it
 //! (gopsutil's `CreateTime()`, milliseconds since the Unix epoch), so both
 //! clients agree on whether a lock's owner is still the process that took
-//! it (PROTOCOL.md section 3). `None` means there is no such process, or its
+//! it (docs/protocol.md section 3). `None` means there is no such process, or its
 //! start cannot be read (another user's, on some systems): the official
 //! client takes such a lock for stale, and so do we.
 

@@ -1,4 +1,4 @@
-//! Asking the team's SSH CA for a short-lived certificate (PROTOCOL.md 7.4
+//! Asking the team's SSH CA for a short-lived certificate (docs/protocol.md 7.4
 //! and 7.5): `POST <iss>/cdn-cgi/access/cert_sign` with our public key and
 //! the app token whose `iss` names the team.
 

@@ -1,4 +1,4 @@
-//! The ssh_config snippet (PROTOCOL.md section 8); `ssh::install` puts it
+//! The ssh_config snippet (docs/protocol.md section 8); `ssh::install` puts it
 //! into an ssh config file.
 //!
 //! The snippet names the running binary by its absolute path, and the config

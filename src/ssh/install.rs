@@ -1,4 +1,4 @@
-//! Installing the ssh_config snippet (PROTOCOL.md section 8) where it wins.
+//! Installing the ssh_config snippet (docs/protocol.md section 8) where it wins.
 //!
 //! ssh takes, for each option, the first value it meets: a `Host *` (or
 //! `Match all`) section above cfaccess's block that sets `ProxyCommand` or

@@ -1,4 +1,4 @@
-//! The ssh key pair and short-lived certificate of a host (PROTOCOL.md 7.2),
+//! The ssh key pair and short-lived certificate of a host (docs/protocol.md 7.2),
 //! in the config dir under the official client's names:
 //! `<stem>-cf_key` (private, 0600), `<stem>-cf_key.pub` (one
 //! `authorized_keys` line, no comment, 0600) and `<stem>-cf_key-cert.pub`.

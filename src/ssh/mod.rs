@@ -1,5 +1,5 @@
 //! The SSH side of Access: keys, the `cert_sign` request for a short-lived
-//! certificate (PROTOCOL.md section 7), the ssh_config snippet (section 8),
+//! certificate (docs/protocol.md section 7), the ssh_config snippet (section 8),
 //! and the ssh-agent that can hold the certificate.
 
 pub mod agent;

@@ -1,5 +1,5 @@
 //! App discovery and the answer to every unauthenticated request on an app
-//! host (PROTOCOL.md 2).
+//! host (docs/protocol.md 2).
 //!
 //! The real edge answers with a 302 to the auth domain's login path,
 //! `https://<auth domain>/cdn-cgi/access/login/<app host>?kid=<aud>&redirect_url=…&meta=…`,

@@ -1,4 +1,4 @@
-//! The login form's anti-forgery nonce (PROTOCOL.md 4.4: the login page).
+//! The login form's anti-forgery nonce (docs/protocol.md 4.4: the login page).
 //!
 //! A real identity provider approves a login only from the form it served
 //! itself, so a page on another site cannot approve a login (and send tokens

@@ -1,5 +1,5 @@
 //! The login page a command-line client opens in the browser
-//! (`/cdn-cgi/access/cli` on the app host, PROTOCOL.md 4.4).
+//! (`/cdn-cgi/access/cli` on the app host, docs/protocol.md 4.4).
 //!
 //! It shows the app and asks the person to pick (or type) an identity, then
 //! Approve or Deny. Approving with an identity the app's policy allows mints

@@ -1,5 +1,5 @@
 //! The login service (`https://login.cloudflareaccess.org/transfer/<key>`,
-//! PROTOCOL.md 4.4): the sealed hand-over of tokens from the browser login to
+//! docs/protocol.md 4.4): the sealed hand-over of tokens from the browser login to
 //! the waiting command-line client.
 //!
 //! The client's public key is both the name of the login and the key the

@@ -1,5 +1,5 @@
 //! The org-token exchange: single sign-on to a second app without a browser
-//! (PROTOCOL.md 4.3).
+//! (docs/protocol.md 4.3).
 //!
 //! 1. An app host answers an unauthenticated request with a 302 to the auth
 //!    domain's login path and starts an app session: `meta` names it and the

@@ -1,5 +1,5 @@
 //! The edge's JWT signing keys and the key set it publishes
-//! (`GET https://<auth domain>/cdn-cgi/access/certs`, PROTOCOL.md 2.4).
+//! (`GET https://<auth domain>/cdn-cgi/access/certs`, docs/protocol.md 2.4).
 //!
 //! Like the real edge, the set holds two RSA 2048 keys: the current one, which
 //! signs, and the one rotated out, which still verifies tokens signed before

@@ -5,7 +5,7 @@
 //! `aud: [<auth domain>]`, `type: "org"`; both carry `email`, `exp`, `iat`,
 //! `nbf`, `iss` (`https://<auth domain>`), `sub` (a UUID stable per email),
 //! `identity_nonce` and `country`. Clients read these claims without
-//! verifying (PROTOCOL.md 3), so their shape matters as much as the signature.
+//! verifying (docs/protocol.md 3), so their shape matters as much as the signature.
 //!
 //! Revocation refuses every token issued to an email up to the moment of the
 //! revocation, and none issued after it.

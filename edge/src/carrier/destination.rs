@@ -1,4 +1,4 @@
-//! Where a carried connection goes (PROTOCOL.md 6.1): the app's TCP origin,
+//! Where a carried connection goes (docs/protocol.md 6.1): the app's TCP origin,
 //! or, for a bastion app, the destination the client names in
 //! `Cf-Access-Jump-Destination`, checked against the app's allow-list.
 //!

@@ -1,4 +1,4 @@
-//! The byte pump of a carried connection (PROTOCOL.md 6.3): websocket frames
+//! The byte pump of a carried connection (docs/protocol.md 6.3): websocket frames
 //! from the client to a TCP origin, the origin's bytes back as binary frames,
 //! and the end of input passed on like a TCP half-close in each direction.
 //!

@@ -1,4 +1,4 @@
-//! The websocket carrier's front door (PROTOCOL.md 6.1–6.2): an HTTP/1.1
+//! The websocket carrier's front door (docs/protocol.md 6.1–6.2): an HTTP/1.1
 //! websocket upgrade on an app host, answered the way the real edge answers.
 //!
 //! - No valid app token for this app (missing, expired, revoked, another

@@ -1,4 +1,4 @@
-//! Requests on an app host (PROTOCOL.md 2 and 5): who is asking, and what
+//! Requests on an app host (docs/protocol.md 2 and 5): who is asking, and what
 //! they get.
 //!
 //! A request is let through with a valid app token for this app (the

@@ -166,7 +166,7 @@ fn default_lifetime() -> Duration {
     Duration::from_secs(24 * 3600)
 }
 
-/// The validity of the one real certificate on record (PROTOCOL.md 7.6).
+/// The validity of the one real certificate on record (docs/protocol.md 7.6).
 pub const DEFAULT_CERT_VALIDITY: Duration = Duration::from_secs(180);
 
 fn default_cert_validity() -> Duration {

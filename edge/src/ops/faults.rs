@@ -1,11 +1,11 @@
 //! Faults a test can inject, to see how a client copes with a login service
-//! that fails or never answers (PROTOCOL.md 4.4: a status of 500 or more is an
+//! that fails or never answers (docs/protocol.md 4.4: a status of 500 or more is an
 //! error for the client; a hung poll must end in the client's own timeout),
-//! with app metadata that must not be trusted (PROTOCOL.md 2.3–2.5), and with
+//! with app metadata that must not be trusted (docs/protocol.md 2.3–2.5), and with
 //! a carrier that is slow to answer, cannot reach its origin, or cuts a
-//! session mid-transfer (PROTOCOL.md 6: the client must end with an error,
+//! session mid-transfer (docs/protocol.md 6: the client must end with an error,
 //! promptly, never hang), and with a `cert_sign` whose answer must not be
-//! written to disk as it is (PROTOCOL.md 7.5: a client checks the
+//! written to disk as it is (docs/protocol.md 7.5: a client checks the
 //! certificate before trusting it), and with a `Date` header that says the
 //! client's clock is off (what `cfaccess doctor` measures).
 

@@ -1,4 +1,4 @@
-//! Per-app SSH certificate authorities (PROTOCOL.md 7.6): the key that signs
+//! Per-app SSH certificate authorities (docs/protocol.md 7.6): the key that signs
 //! an app's short-lived certificates, and the one line an sshd trusts it by.
 //!
 //! As with the dashboard's "Generate certificate" button, an app has a CA

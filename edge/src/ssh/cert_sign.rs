@@ -1,4 +1,4 @@
-//! `POST https://<auth domain>/cdn-cgi/access/cert_sign` (PROTOCOL.md
+//! `POST https://<auth domain>/cdn-cgi/access/cert_sign` (docs/protocol.md
 //! 7.4–7.6): a short-lived OpenSSH user certificate for the public key sent,
 //! signed by the SSH CA of the app whose token comes with it.
 //!

@@ -1,4 +1,4 @@
-//! The websocket carrier (PROTOCOL.md 6): who gets a websocket, where it
+//! The websocket carrier (docs/protocol.md 6): who gets a websocket, where it
 //! goes, and how bytes and the end of input travel through it, for
 //! cfaccess's way of closing and the official client's.
 

@@ -1,4 +1,4 @@
-//! Per-app SSH CAs and `cert_sign` (PROTOCOL.md 7): the certificate a
+//! Per-app SSH CAs and `cert_sign` (docs/protocol.md 7): the certificate a
 //! client gets, each refusal, and each fault a client must catch.
 
 use std::process::Command;

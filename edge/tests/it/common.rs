@@ -210,7 +210,7 @@ impl LoginKey {
     }
 }
 
-/// The login URL a client builds (PROTOCOL.md 4.4.2), keys in sorted order.
+/// The login URL a client builds (docs/protocol.md 4.4.2), keys in sorted order.
 pub fn login_url(
     host: &str,
     aud: &str,

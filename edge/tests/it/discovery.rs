@@ -1,4 +1,4 @@
-//! App discovery (PROTOCOL.md 2) and the JWKS.
+//! App discovery (docs/protocol.md 2) and the JWKS.
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};

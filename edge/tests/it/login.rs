@@ -1,4 +1,4 @@
-//! The browser login: the login page and the login service (PROTOCOL.md 4.4).
+//! The browser login: the login page and the login service (docs/protocol.md 4.4).
 
 use std::time::{Duration, Instant};
 

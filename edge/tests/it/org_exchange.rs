@@ -1,4 +1,4 @@
-//! The org-token exchange (PROTOCOL.md 4.3), hop by hop.
+//! The org-token exchange (docs/protocol.md 4.3), hop by hop.
 
 use std::time::{Duration, SystemTime};
 

@@ -1,4 +1,4 @@
-//! The token check (PROTOCOL.md 5), authenticated requests and service
+//! The token check (docs/protocol.md 5), authenticated requests and service
 //! tokens.
 
 use std::time::Duration;
