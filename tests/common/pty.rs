@@ -27,7 +27,7 @@ impl Pty {
     /// Starts `cmd` on a new pty of `cols` × `rows`.
     pub fn spawn(mut cmd: Command, cols: u16, rows: u16) -> Pty {
         let (mut master, mut slave) = (-1, -1);
-        let size = libc::winsize {
+        let mut size = libc::winsize {
             ws_row: rows,
             ws_col: cols,
             ws_xpixel: 0,
@@ -35,13 +35,14 @@ impl Pty {
         };
         // SAFETY: openpty writes two fds through valid pointers; the name
         // pointer may be null, and the termios one too (the default modes).
+        // Mutable pointers: macOS declares them so, Linux takes them as const.
         let rc = unsafe {
             libc::openpty(
                 &mut master,
                 &mut slave,
                 std::ptr::null_mut(),
-                std::ptr::null(),
-                &size,
+                std::ptr::null_mut(),
+                &mut size,
             )
         };
         assert_eq!(rc, 0, "openpty: {}", std::io::Error::last_os_error());
