@@ -226,7 +226,7 @@ pub enum Action {
     /// Reads the config dir only; asks nobody. With a URL, only that app (its token, its
     /// host's certificate, its team's sign-on), and the exit code says whether anything
     /// of it is valid: 0 when its token or certificate is, else 1. --json prints the
-    /// same as one JSON object (its schema is in the README, "status --json").
+    /// same as one JSON object (its schema: docs/reference.md).
     #[command(after_help = "Examples:\n  \
         cfaccess status\n  \
         cfaccess status https://app.example.com || cfaccess login https://app.example.com\n  \
@@ -467,7 +467,7 @@ pub struct StatusArgs {
     #[arg(value_name = "URL")]
     pub url: Option<String>,
 
-    /// Print one JSON object (a stable schema, see the README) instead of text
+    /// Print one JSON object (a stable schema: docs/reference.md) instead of text
     #[arg(long)]
     pub json: bool,
 }
