@@ -548,7 +548,10 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer runs, smaller transfers")
     ap.add_argument("--only", nargs="+", choices=sorted(MEASUREMENTS), help="run only these")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results.json"), help="where to write the results")
-    ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release")
+    ap.add_argument("--no-build", action="store_true", help="use the binaries already in target/release; they must come from "
+                    "`cargo build --release -p cfaccess` (a --workspace build, such as the "
+                    "official-client check's, unifies the edge's dependency features into "
+                    "cfaccess: a bigger binary with more start-up memory than users get)")
     args = ap.parse_args()
     for tool in ("ssh", "ssh-keygen", "/usr/sbin/sshd", "hyperfine"):
         if not shutil.which(tool):
