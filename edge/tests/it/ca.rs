@@ -12,7 +12,7 @@ use ssh_key::rand_core::OsRng;
 use ssh_key::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PublicKey};
 
 use crate::common::*;
-use crate::process::{terminate, wait_for_file};
+use crate::process::{Running, wait_for_file};
 
 const TWO_APPS: &str = "team = \"demo\"\n[[apps]]\nhostname = \"ssh.demo.test\"\nallow = [\"*@example.com\"]\n[[apps]]\nhostname = \"db.demo.test\"\nallow = [\"*@example.com\"]\n";
 
@@ -181,12 +181,12 @@ fn an_edge_started_after_ca_generate_signs_with_that_ca() {
     let state = dir.path().to_str().unwrap();
     let (_, ca_key) = ca_line(&ca(&["generate"], dir.path()));
 
-    let mut child = Command::new(edge_bin())
-        .args(["--state-dir", state, "--cert-validity", "1m"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        Command::new(edge_bin())
+            .args(["--state-dir", state, "--cert-validity", "1m"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let profile_path = dir.path().join("profile.json");
     wait_for_file(&profile_path, &mut child);
     let client =
@@ -231,7 +231,7 @@ fn an_edge_started_after_ca_generate_signs_with_that_ca() {
             .any(|l| l.split_whitespace().eq(["cert_sign", "1"])),
         "{stats}"
     );
-    let out = terminate(child);
+    let out = child.terminate();
     let banner = text(&out.stdout);
     assert!(
         banner.contains(&format!(
@@ -269,14 +269,14 @@ fn mint_for_state_dir(state_dir: &Path) -> String {
 fn without_a_ca_the_banner_says_how_to_make_one_and_help_names_the_commands() {
     let dir = seeded_state_dir();
     let state = dir.path().to_str().unwrap();
-    let mut child = Command::new(edge_bin())
-        .args(["--state-dir", state])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        Command::new(edge_bin())
+            .args(["--state-dir", state])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     wait_for_file(&dir.path().join("profile.json"), &mut child);
-    let banner = text(&terminate(child).stdout);
+    let banner = text(&child.terminate().stdout);
     assert!(
         banner.contains(&format!(
             "ssh CA       none (access-edge ca generate --app ssh.demo.test --state-dir {state})"

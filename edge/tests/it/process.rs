@@ -29,6 +29,43 @@ pub fn wait_for_file(path: &Path, child: &mut Child) {
     }
 }
 
+/// A served edge that is stopped however its test ends: an assertion that
+/// fails before [`Running::terminate`] must not leave an access-edge running.
+pub struct Running(Option<Child>);
+
+impl Running {
+    pub fn spawn(cmd: &mut Command) -> Running {
+        Running(Some(cmd.spawn().unwrap()))
+    }
+
+    /// Stops it with SIGTERM and collects its output.
+    pub fn terminate(mut self) -> Output {
+        terminate(self.0.take().expect("still running"))
+    }
+}
+
+impl std::ops::Deref for Running {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("still running")
+    }
+}
+
+impl std::ops::DerefMut for Running {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("still running")
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.0.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
 /// Stops a served edge with SIGTERM and collects its output.
 pub fn terminate(child: Child) -> Output {
     let status = Command::new("kill")
@@ -234,12 +271,12 @@ fn control_commands_without_an_edge_say_so() {
 fn the_binary_serves_logs_in_through_its_browser_and_obeys_control_commands() {
     let dir = seeded_state_dir();
     let state = dir.path().to_str().unwrap();
-    let mut child = Command::new(edge_bin())
-        .args(["--state-dir", state, "--poll-hold", "3s"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        Command::new(edge_bin())
+            .args(["--state-dir", state, "--poll-hold", "3s"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let profile_path = dir.path().join("profile.json");
     wait_for_file(&profile_path, &mut child);
     let browser = dir.path().join("browser");
@@ -353,7 +390,7 @@ fn the_binary_serves_logs_in_through_its_browser_and_obeys_control_commands() {
     let out = run(&["expire-previous-key", "--state-dir", state]);
     assert!(out.status.success(), "{}", text(&out.stderr));
 
-    let out = terminate(child);
+    let out = child.terminate();
     assert!(out.status.success(), "{}", text(&out.stderr));
     let banner = text(&out.stdout);
     assert!(
@@ -385,11 +422,11 @@ fn the_binary_serves_logs_in_through_its_browser_and_obeys_control_commands() {
 
 #[test]
 fn zero_config_uses_a_temporary_state_dir_and_removes_it() {
-    let mut child = Command::new(edge_bin())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        Command::new(edge_bin())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     // the banner names the state dir; read it line by line until then
     let mut stdout = child.stdout.take().unwrap();
     let mut banner = String::new();
@@ -418,7 +455,7 @@ fn zero_config_uses_a_temporary_state_dir_and_removes_it() {
         banner.contains("/browser --as ") && banner.contains("@example.com'"),
         "{banner}"
     );
-    let out = terminate(child);
+    let out = child.terminate();
     assert!(out.status.success());
     assert!(
         !Path::new(&state_dir).exists(),
@@ -477,19 +514,19 @@ fn the_binary_carries_websockets_to_the_origin_it_is_given() {
     )
     .unwrap();
     let config = config.to_str().unwrap();
-    let mut child = Command::new(edge_bin())
-        .args([
-            "--state-dir",
-            state,
-            "--config",
-            config,
-            "--origin",
-            &origin,
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Running::spawn(
+        Command::new(edge_bin())
+            .args([
+                "--state-dir",
+                state,
+                "--config",
+                config,
+                "--origin",
+                &origin,
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped()),
+    );
     let profile_path = dir.path().join("profile.json");
     wait_for_file(&profile_path, &mut child);
     let client =
@@ -527,7 +564,7 @@ fn the_binary_carries_websockets_to_the_origin_it_is_given() {
             "{line:?} in {stats}"
         );
     }
-    let out = terminate(child);
+    let out = child.terminate();
     let banner = text(&out.stdout);
     assert!(
         banner
