@@ -17,6 +17,19 @@ pub const VERSION: &str = concat!(
     ")"
 );
 
+/// The official client's log variables, read by the global log flags.
+pub const LOG_LEVEL_ENV: &str = "TUNNEL_LOGLEVEL";
+pub const LOG_FILE_ENV: &str = "TUNNEL_LOGFILE";
+pub const LOG_DIRECTORY_ENV: &str = "TUNNEL_LOGDIRECTORY";
+pub const LOG_OUTPUT_ENV: &str = "TUNNEL_LOG_OUTPUT";
+/// All of them: a command line that skips the parser must still see them.
+pub const LOG_ENVS: [&str; 4] = [
+    LOG_LEVEL_ENV,
+    LOG_FILE_ENV,
+    LOG_DIRECTORY_ENV,
+    LOG_OUTPUT_ENV,
+];
+
 /// A fast client for Cloudflare Access, a drop-in for `cloudflared access`.
 ///
 /// It logs in to Access applications through the browser, keeps the tokens
@@ -43,14 +56,14 @@ pub struct Cli {
         global = true,
         value_name = "LEVEL",
         alias = "loglevel",
-        env = "TUNNEL_LOGLEVEL",
+        env = LOG_LEVEL_ENV,
         ignore_case = true,
         help_heading = LOGS
     )]
     pub log_level: Option<LogLevel>,
 
     /// Also write the logs to this file (appended, JSON lines as cloudflared writes them)
-    #[arg(long, global = true, value_name = "FILE", env = "TUNNEL_LOGFILE", help_heading = LOGS)]
+    #[arg(long, global = true, value_name = "FILE", env = LOG_FILE_ENV, help_heading = LOGS)]
     pub logfile: Option<std::path::PathBuf>,
 
     /// Also write the logs to cfaccess.log in this directory (created if missing; rotated at 1
@@ -59,7 +72,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "DIR",
-        env = "TUNNEL_LOGDIRECTORY",
+        env = LOG_DIRECTORY_ENV,
         help_heading = LOGS
     )]
     pub log_directory: Option<std::path::PathBuf>,
@@ -69,7 +82,7 @@ pub struct Cli {
         long,
         global = true,
         value_name = "FORMAT",
-        env = "TUNNEL_LOG_OUTPUT",
+        env = LOG_OUTPUT_ENV,
         default_value = "default",
         help_heading = LOGS
     )]

@@ -34,14 +34,9 @@ use crate::ssh::keys::{CertProblem, KeyFiles, check_cert};
 /// for these forms (see the tests).
 pub fn fast_path(args: &[std::ffi::OsString]) -> Option<ExitCode> {
     let (hostname, config_dir) = fast_form(args)?;
-    let logging_asked = [
-        "TUNNEL_LOGLEVEL",
-        "TUNNEL_LOGFILE",
-        "TUNNEL_LOGDIRECTORY",
-        "TUNNEL_LOG_OUTPUT",
-    ]
-    .iter()
-    .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
+    let logging_asked = crate::cli::LOG_ENVS
+        .iter()
+        .any(|v| std::env::var_os(v).is_some_and(|v| !v.is_empty()));
     if logging_asked || std::env::var_os(crate::doctor::PROBE_ENV).is_some() {
         return None;
     }
