@@ -26,6 +26,29 @@ pub struct EdgeProfile {
     /// Each served host name (lower case; `*.example.com` for a wildcard app)
     /// and the address that answers for it.
     pub hosts: BTreeMap<String, SocketAddr>,
+    /// The Cloudflare API the edge serves at `api.cloudflare.com`: the
+    /// team's account id and an API token that can read and edit its Access
+    /// apps, for scripts (cfaccess itself reads them only from
+    /// `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN` or its flags).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api: Option<ProfileApi>,
+}
+
+/// The edge's Cloudflare API, as its profile names it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileApi {
+    pub account_id: String,
+    /// An API token allowed to read and edit Access apps.
+    pub token: String,
+}
+
+impl std::fmt::Debug for ProfileApi {
+    // The token stays out of logs and panic messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProfileApi")
+            .field("account_id", &self.account_id)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a profile could not be read or written.
@@ -133,6 +156,7 @@ mod tests {
         EdgeProfile {
             ca_cert: "-----BEGIN CERTIFICATE-----".into(),
             hosts,
+            api: None,
         }
     }
 

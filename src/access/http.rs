@@ -485,6 +485,7 @@ mod tests {
         let profile = EdgeProfile {
             ca_cert: edge_pem,
             hosts,
+            api: None,
         };
         let provider = Arc::new(provider());
         let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -539,6 +540,7 @@ mod tests {
         let profile = |ca_cert: &str| EdgeProfile {
             ca_cert: ca_cert.to_owned(),
             hosts: Default::default(),
+            api: None,
         };
         let none =
             || -> SystemVerifier { Box::new(|| Err(rustls::Error::General("unused".into()))) };

@@ -29,6 +29,8 @@ pub(crate) fn write(
             .iter()
             .map(|n| (n.clone(), addr))
             .collect::<BTreeMap<_, _>>(),
+        // The edge's Cloudflare API credentials land here with issue 13's API.
+        api: None,
     };
     let profile_path = state.file(files::PROFILE);
     let script = browser_script(edge_binary, &profile_path);
