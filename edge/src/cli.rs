@@ -39,7 +39,17 @@ Files in the state dir:
   control.sock                the control socket (0600) for revoke, rotate-keys,
                               expire-previous-key, stats and fault
   ssh-ca/<app>.key, .pub      an app's SSH CA (key 0600; `*` written as `_`),
-                              made by `access-edge ca generate`
+                              made by `access-edge ca generate` or the API's POST
+  account-id                  the Cloudflare API's account id (configured, else
+                              generated once)
+  api-token                   the API token the edge made (0600) when the config
+                              has no api_tokens or api_keys; also in profile.json
+
+The Cloudflare API: https://api.cloudflare.com/client/v4 (in the edge profile
+like every other name) answers, for the account id and its tokens (the banner
+prints both), GET /accounts/ID/access/apps, GET …/access/apps/ca, and GET, POST
+(= `ca generate`) and DELETE …/access/apps/APP_ID/ca; zone-level apps
+(`zone_id`) under /zones/ZONE_ID/ instead. `stats` counts its requests as api.
 
 Carried connections: a websocket upgrade on an app host with a valid app token
 (or an allowed service token) is connected to the app's `origin`; a bastion
@@ -213,6 +223,8 @@ Examples (each takes --state-dir DIR, the state dir of the running edge):
   access-edge fault cert-sign error --status 500 --message 'CA offline' --state-dir DIR
   access-edge fault metadata stale-iat --state-dir DIR  app metadata JWTs carry a stale iat
   access-edge fault date-skew -5m --state-dir DIR       Date headers 5 min behind (0s: right)
+  access-edge fault api status 502 --state-dir DIR      the Cloudflare API answers a 502 page
+  access-edge fault api off --state-dir DIR
   access-edge fault list --state-dir DIR
   access-edge fault clear --state-dir DIR";
 
@@ -292,6 +304,18 @@ pub enum FaultCommand {
         #[command(flatten)]
         at: Running,
     },
+    /// Make the Cloudflare API (api.cloudflare.com) answer MODE to every
+    /// request: garbage (200, not JSON), status N (that status with an HTML
+    /// page, like a proxy's), stall (never answer), off (answer normally)
+    Api {
+        #[arg(value_enum)]
+        mode: ApiMode,
+        /// The HTTP status of `status`
+        #[arg(value_name = "N", required_if_eq("mode", "status"), value_parser = clap::value_parser!(u16).range(100..=599))]
+        status: Option<u16>,
+        #[command(flatten)]
+        at: Running,
+    },
     /// Print the faults in force
     List {
         #[command(flatten)]
@@ -333,6 +357,18 @@ pub enum CertSignKind {
     Expired,
     /// Answer normally
     Ok,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ApiMode {
+    /// 200 with a body that is not JSON
+    Garbage,
+    /// Status N with an HTML page
+    Status,
+    /// Never answer
+    Stall,
+    /// Answer normally
+    Off,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

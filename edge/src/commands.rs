@@ -141,6 +141,13 @@ fn fault_command(fault: FaultCommand) -> (PathBuf, ControlFault) {
                 kind: value_name(&kind),
             },
         ),
+        FaultCommand::Api { mode, status, at } => (
+            at.state_dir,
+            ControlFault::Api {
+                kind: value_name(&mode),
+                status,
+            },
+        ),
         FaultCommand::List { at } => (at.state_dir, ControlFault::List),
         FaultCommand::Clear { at } => (at.state_dir, ControlFault::Clear),
     }
@@ -347,6 +354,20 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
     );
     line("profile", &edge.profile_path().display().to_string());
     line("browser", &edge.browser_path().display().to_string());
+    let api_base = "https://api.cloudflare.com/client/v4";
+    line(
+        "API",
+        &format!("{api_base} (Cloudflare API: apps and SSH CAs)"),
+    );
+    line("  account id", edge.account_id());
+    let token = edge.api_token();
+    line(
+        "  token",
+        &match &token {
+            Some(token) => format!("{token} (may edit)"),
+            None => "the config's api_tokens / api_keys".to_owned(),
+        },
+    );
     let first_app = config
         .apps
         .first()
@@ -368,8 +389,18 @@ fn print_banner(edge: &Edge, config: &Config, config_source: &str, args: &ServeA
         ))),
         _ => access_edge::shell_word(&edge.browser_path()),
     };
+    // The variables Cloudflare's own tools read; with the edge profile, a
+    // client reaches this edge's API under the real name.
+    let api = format!(
+        "  export CLOUDFLARE_ACCOUNT_ID={}\n{}",
+        edge.account_id(),
+        match &token {
+            Some(token) => format!("  export CLOUDFLARE_API_TOKEN={token}\n"),
+            None => String::new(),
+        }
+    );
     let banner = format!(
-        "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n  cfaccess login https://{first_app}\n{ssh}",
+        "access-edge is serving on {addr}\n{out}\nPoint a client at it:\n  export CFACCESS_EDGE={profile}\n  export BROWSER={browser}\n{api}  cfaccess login https://{first_app}\n{ssh}",
         addr = edge.addr(),
         profile = access_edge::shell_word(&edge.profile_path()),
     );

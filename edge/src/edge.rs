@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum_server::tls_rustls::RustlsConfig;
 use tokio::sync::watch;
 
+use crate::api::{Api, Credentials};
 use crate::auth::login_nonce::Nonces;
 use crate::auth::login_service::LoginService;
 use crate::auth::org_exchange::Exchange;
@@ -29,7 +30,7 @@ use crate::limits;
 use crate::ops::config::Config;
 use crate::ops::control;
 use crate::ops::counters::{Carried, CarrierStats, Counters, Endpoint};
-use crate::ops::faults::{CertSignFault, Faults};
+use crate::ops::faults::{ApiFault, CertSignFault, Faults};
 use crate::ops::profile;
 use crate::ops::state::{SECRET, StateDir, files};
 use crate::site::Site;
@@ -95,6 +96,8 @@ pub(crate) struct Settings {
 /// Everything the handlers share.
 pub(crate) struct EdgeState {
     pub site: Site,
+    /// The Cloudflare API's own state (credentials, apps, the CAs' dir).
+    pub api: Arc<Api>,
     pub keys: Keys,
     pub tokens: Tokens,
     pub login_service: LoginService,
@@ -226,7 +229,14 @@ impl Edge {
         let stop_rx = state.stopping.clone();
         let names = state.site.served_names();
         let ready = control::bind(&state.state).and_then(|control| {
-            profile::write(&state.state, &ca_pem, &names, addr, &edge_binary)?;
+            profile::write(
+                &state.state,
+                &ca_pem,
+                &names,
+                addr,
+                &edge_binary,
+                state.api.profile_api(),
+            )?;
             Ok(control)
         });
         match ready {
@@ -326,6 +336,31 @@ impl Edge {
     /// The aud of the app configured as `hostname` (or protecting it).
     pub fn app_aud(&self, hostname: &str) -> Option<String> {
         self.state.site.app_named(hostname).map(|a| a.aud.clone())
+    }
+
+    /// The account id of the Cloudflare API this edge serves (32 hex
+    /// digits; also in `DIR/account-id`).
+    pub fn account_id(&self) -> &str {
+        &self.state.api.credentials.account_id
+    }
+
+    /// An API token that may edit Access apps: the one the edge made (also
+    /// in `DIR/api-token`), else the config's first `edit` token; `None`
+    /// when the config has only read tokens or legacy keys.
+    pub fn api_token(&self) -> Option<String> {
+        self.state.api.credentials.edit_token().map(str::to_owned)
+    }
+
+    /// The API id (a UUID) of the app configured as (or protecting)
+    /// `hostname`.
+    pub fn app_id(&self, hostname: &str) -> Option<String> {
+        self.state.site.app_named(hostname).map(|a| a.id.clone())
+    }
+
+    /// Makes the Cloudflare API answer `fault` to every request from now on
+    /// (`None`: answer right).
+    pub fn set_api_fault(&self, fault: Option<ApiFault>) {
+        self.state.faults.set_api_fault(fault);
     }
 
     /// How many requests `endpoint` has had.
@@ -551,6 +586,8 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
     control::ensure_not_running(&state)?;
     profile::remove(&state);
     let site = Site::resolve(&opts.config, &state)?;
+    let credentials = Credentials::resolve(&opts.config, &state)?;
+    let api = Arc::new(Api::new(&site, credentials, state.path()));
     state.write(files::CONFIG, opts.config.to_toml()?.as_bytes(), SECRET)?;
     let ca = Ca::load_or_create(&state)?;
     let tls = tls::server_config(&ca, &site.served_names())?;
@@ -588,6 +625,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
         state: Arc::new(EdgeState {
             tokens: Tokens::new(&site.auth_domain),
             site,
+            api,
             keys,
             login_service,
             login_nonces: Nonces::default(),

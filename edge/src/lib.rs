@@ -7,7 +7,9 @@
 //! page, the login service's sealed transfer, the org-token exchange, the token
 //! check, service tokens, the websocket carrier to each app's TCP origin
 //! (`cloudflared access ssh` as an ssh `ProxyCommand`), and short-lived SSH
-//! certificates from each app's own SSH CA (`cloudflared access ssh-gen`).
+//! certificates from each app's own SSH CA (`cloudflared access ssh-gen`),
+//! and the Cloudflare API calls that list the apps and make, read and
+//! remove their SSH CAs (section 11).
 //!
 //! The binary (`access-edge`) is a thin layer over this library. Tests start an
 //! edge in-process:
@@ -49,6 +51,7 @@
 //! and size cap the edge imposes on its clients, and `accept` enforces the
 //! connection-level ones.
 
+mod api;
 pub mod auth;
 pub mod carrier;
 mod edge;
@@ -66,12 +69,14 @@ pub use ssh::ca as ssh_ca;
 
 pub use auth::policy::{EmailPattern, is_valid_email};
 pub use auth::tokens::AccessClaims;
-pub use config::{AppConfig, Config, ConfigError, ServiceTokenConfig};
+pub use config::{
+    ApiKeyConfig, ApiPermission, ApiTokenConfig, AppConfig, Config, ConfigError, ServiceTokenConfig,
+};
 pub use edge::{DEFAULT_POLL_HOLD, Edge, EdgeOptions};
 pub use error::EdgeError;
 pub use front::accept::Timeouts;
 pub use ops::counters::{CarrierStats, Endpoint};
-pub use ops::faults::{CertSignFault, MetadataFault};
+pub use ops::faults::{ApiFault, CertSignFault, MetadataFault};
 pub use ops::profile::shell_word;
 pub use ops::state::copy_secrets;
 pub use ssh::ca::CaKeyType;

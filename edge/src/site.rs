@@ -17,6 +17,8 @@ use crate::ops::state::{StateDir, files};
 pub const LOGIN_SERVICE: &str = "login.cloudflareaccess.org";
 /// The FedRAMP login service name; always answered too.
 pub const LOGIN_SERVICE_FED: &str = "login.fed.cloudflareaccess.org";
+/// Where the Cloudflare API is served (docs/protocol.md 11).
+pub const API_HOST: &str = "api.cloudflare.com";
 
 /// Everything the handlers need to know about what is served.
 #[derive(Debug)]
@@ -44,6 +46,13 @@ pub(crate) struct App {
     /// As configured, lower case; may start with `*.`.
     pub hostname: String,
     pub aud: String,
+    /// Its id in the Cloudflare API: a UUID (v5) over the aud, so it stays
+    /// the same across restarts as the aud does.
+    pub id: String,
+    /// Its name in the Cloudflare API.
+    pub name: String,
+    /// The zone of a zone-level app (lower case hex).
+    pub zone_id: Option<String>,
     pub allow: Vec<EmailPattern>,
     /// Names of the service tokens allowed in.
     pub service_tokens: Vec<String>,
@@ -95,6 +104,15 @@ impl Site {
                     .clone(),
             };
             apps.push(App {
+                id: app_id(&aud),
+                name: app
+                    .name
+                    .as_deref()
+                    .map_or_else(|| hostname.clone(), |n| n.trim().to_owned()),
+                zone_id: app
+                    .zone_id
+                    .as_deref()
+                    .map(|z| z.trim().to_ascii_lowercase()),
                 hostname,
                 aud,
                 allow: app
@@ -164,14 +182,15 @@ impl Site {
         host == LOGIN_SERVICE || host == LOGIN_SERVICE_FED
     }
 
-    /// Every name served: the auth domain, both login service names, and each
-    /// app's hostname (wildcards as `*.domain`). Certificates and the edge
-    /// profile list exactly these.
+    /// Every name served: the auth domain, both login service names, the
+    /// Cloudflare API, and each app's hostname (wildcards as `*.domain`).
+    /// Certificates and the edge profile list exactly these.
     pub fn served_names(&self) -> Vec<String> {
         let mut names = vec![
             self.auth_domain.clone(),
             LOGIN_SERVICE.to_owned(),
             LOGIN_SERVICE_FED.to_owned(),
+            API_HOST.to_owned(),
         ];
         names.extend(self.apps.iter().map(|a| a.hostname.clone()));
         names
@@ -183,6 +202,13 @@ impl Site {
             .iter()
             .find(|t| t.client_id == client_id)
     }
+}
+
+/// The API id of the app with this aud: a name-based UUID, so that it is
+/// stable for as long as the aud is, with nothing more to keep.
+fn app_id(aud: &str) -> String {
+    let namespace = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_URL, b"urn:access-edge:access-apps");
+    uuid::Uuid::new_v5(&namespace, aud.as_bytes()).to_string()
 }
 
 /// An app hostname as the edge keeps it: trimmed, lower case, no final dot.
@@ -254,6 +280,16 @@ mod tests {
         let config = Config::parse("[[apps]]\nhostname = \"x.test\"\n").unwrap();
         let again = Site::resolve(&config, &state).unwrap();
         assert_eq!(&again.apps[0].aud, aud);
+        // the API id follows the aud
+        assert_eq!(again.apps[0].id, first.apps[0].id);
+        assert_ne!(first.apps[1].id, first.apps[0].id);
+        assert_eq!(
+            uuid::Uuid::parse_str(&first.apps[0].id)
+                .unwrap()
+                .get_version_num(),
+            5
+        );
+        assert_eq!(first.apps[0].name, "x.test");
     }
 
     #[test]
@@ -263,6 +299,7 @@ mod tests {
         assert_eq!(site.auth_domain, "t.fed.cloudflareaccess.com");
         assert_eq!(site.login_service, LOGIN_SERVICE_FED);
         assert_eq!(site.team, "t");
-        assert_eq!(site.served_names().len(), 4);
+        assert_eq!(site.served_names().len(), 5);
+        assert!(site.served_names().contains(&API_HOST.to_owned()));
     }
 }

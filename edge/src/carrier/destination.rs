@@ -120,6 +120,9 @@ mod tests {
         App {
             hostname: "jump.test".into(),
             aud: "aud".into(),
+            id: "00000000-0000-0000-0000-000000000000".into(),
+            name: "jump.test".into(),
+            zone_id: None,
             allow: Vec::new(),
             service_tokens: Vec::new(),
             origin: origin.map(str::to_owned),

@@ -1,5 +1,6 @@
 //! Routing on the Host: one listener answers for the auth domain, the login
-//! service and every app host, as the real edge's anycast addresses do.
+//! service, the Cloudflare API (`api.cloudflare.com`) and every app host, as
+//! the real edge's anycast addresses do.
 //!
 //! Each kind of host has its own small router; the request is handed to it
 //! after the host is classified (and, for an app host, the app found and put
@@ -23,7 +24,8 @@ use crate::edge::EdgeState;
 use crate::front::app_host;
 use crate::limits;
 use crate::ops::counters::Endpoint;
-use crate::site::Site;
+use crate::ops::faults::ApiFault;
+use crate::site::{API_HOST, Site};
 use crate::ssh::cert_sign;
 
 /// The app a request on an app host is for, and the host as asked (lower
@@ -41,6 +43,7 @@ struct HostRouters {
     app: Router,
     auth: Router,
     login: Router,
+    api: Router,
 }
 
 /// The edge's whole HTTP service.
@@ -64,6 +67,7 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
             .route("/transfer/{*key}", get(login_service::poll))
             .fallback(not_found)
             .with_state(edge.clone()),
+        api: crate::api::router(edge.api.clone()),
     };
     let faults = edge.clone();
     Router::new()
@@ -157,6 +161,14 @@ async fn dispatch(routers: HostRouters, edge: Arc<EdgeState>, mut request: Reque
     tracing::debug!(method = %request.method(), %host, path, "request");
     let router = if host == edge.site.auth_domain {
         routers.auth
+    } else if host == API_HOST {
+        // Counted and faulted here, so the API's handlers need only its own
+        // state. (Its credentials are headers, which are never logged.)
+        edge.counters.hit(Endpoint::Api);
+        if let Some(fault) = edge.faults.api_fault() {
+            return api_fault(fault).await;
+        }
+        routers.api
     } else if Site::is_login_service(&host) {
         routers.login
     } else if let Some(app) = edge.site.app_index(&host) {
@@ -172,6 +184,38 @@ async fn dispatch(routers: HostRouters, edge: Arc<EdgeState>, mut request: Reque
     match router.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
+    }
+}
+
+/// What the Cloudflare API answers under the `api` fault.
+async fn api_fault(fault: ApiFault) -> Response {
+    match fault {
+        ApiFault::Garbage => {
+            tracing::debug!("API: answered the fault garbage");
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                "<<not json>> {\"success\": tr",
+            )
+                .into_response()
+        }
+        ApiFault::Status(status) => {
+            tracing::debug!("API: answered the fault status {status}");
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::BAD_GATEWAY);
+            let page = format!(
+                "<!DOCTYPE html>\n<html><head><title>{status}</title></head><body><center><h1>{status}</h1></center><hr><center>cloudflare</center></body></html>\n"
+            );
+            (
+                status,
+                [(header::CONTENT_TYPE, "text/html; charset=utf-8")],
+                page,
+            )
+                .into_response()
+        }
+        _ => {
+            tracing::debug!("API: injected stall");
+            std::future::pending().await
+        }
     }
 }
 

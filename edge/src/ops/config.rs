@@ -31,6 +31,32 @@
 //! client_id = "0123abcd.access"
 //! client_secret = "s3cret"
 //! ```
+//!
+//! The Cloudflare API the edge serves at `api.cloudflare.com`
+//! (docs/protocol.md 11) takes these (top-level keys go before the first
+//! `[[…]]` table, as TOML wants):
+//!
+//! ```toml
+//! account_id = "0123456789abcdef0123456789abcdef"   # 32 hex; else generated, kept in DIR/account-id
+//!
+//! [[apps]]
+//! hostname = "ssh.acme.test"
+//! name = "SSH"                       # the app's name in the API (default: the hostname)
+//! zone_id = "fedcba9876543210fedcba9876543210"  # a zone-level app: only under /zones/{zone_id}/
+//!
+//! [[api_tokens]]                     # Authorization: Bearer <token>
+//! name = "deploy"
+//! token = "…"
+//! permission = "edit"                # "read": list and read; "edit": also POST and DELETE
+//! # expires = "2030-01-01T00:00:00Z" # RFC 3339; an expired token is refused like a bad one
+//!
+//! [[api_keys]]                       # the legacy Global API Key: X-Auth-Email + X-Auth-Key
+//! email = "admin@acme.test"
+//! key = "…"                          # may edit
+//! ```
+//!
+//! With neither `api_tokens` nor `api_keys`, the edge makes one token that
+//! may edit, keeps it in `DIR/api-token` and writes it into its edge profile.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -77,6 +103,16 @@ pub struct Config {
     /// Service tokens that apps may allow.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub service_tokens: Vec<ServiceTokenConfig>,
+    /// The account id of the Cloudflare API (32 hex digits); generated once
+    /// and kept in the state dir when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub account_id: Option<String>,
+    /// API tokens for the Cloudflare API (`Authorization: Bearer`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_tokens: Vec<ApiTokenConfig>,
+    /// Legacy Global API Keys (`X-Auth-Email` + `X-Auth-Key`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub api_keys: Vec<ApiKeyConfig>,
 }
 
 /// One Access application (`[[apps]]`).
@@ -103,6 +139,14 @@ pub struct AppConfig {
     /// too, the origin is where a request naming no destination goes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
+    /// Its name in the Cloudflare API (default: the hostname).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The zone (32 hex digits) of a zone-level app: the API lists it only
+    /// under `/zones/{zone_id}/`, other apps only under
+    /// `/accounts/{account_id}/`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub zone_id: Option<String>,
 }
 
 /// A service token (`[[service_tokens]]`): what a client sends as
@@ -123,6 +167,64 @@ impl std::fmt::Debug for ServiceTokenConfig {
             .field("client_id", &self.client_id)
             .finish_non_exhaustive()
     }
+}
+
+/// What an API token may do with Access apps.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ApiPermission {
+    /// List apps and read their CAs.
+    Read,
+    /// Read, and also create and delete CAs.
+    Edit,
+}
+
+/// An API token of the Cloudflare API (`[[api_tokens]]`).
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiTokenConfig {
+    pub name: String,
+    /// What a client sends as `Authorization: Bearer <token>`.
+    pub token: String,
+    pub permission: ApiPermission,
+    /// When it stops working (RFC 3339, like `2030-01-01T00:00:00Z`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<String>,
+}
+
+impl std::fmt::Debug for ApiTokenConfig {
+    // The token stays out of logs and panic messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiTokenConfig")
+            .field("name", &self.name)
+            .field("permission", &self.permission)
+            .field("expires", &self.expires)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A legacy Global API Key (`[[api_keys]]`): it may edit.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyConfig {
+    /// What a client sends as `X-Auth-Email`.
+    pub email: String,
+    /// What a client sends as `X-Auth-Key`.
+    pub key: String,
+}
+
+impl std::fmt::Debug for ApiKeyConfig {
+    // The key stays out of logs and panic messages.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiKeyConfig")
+            .field("email", &self.email)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Whether `text` is `len` hex digits (either case).
+pub(crate) fn is_hex_id(text: &str, len: usize) -> bool {
+    text.len() == len && text.chars().all(|c| c.is_ascii_hexdigit())
 }
 
 /// A configuration that cannot be used: one line, naming the file and, for a
@@ -185,6 +287,9 @@ impl Default for Config {
             ssh_cert_validity: default_cert_validity(),
             apps: Vec::new(),
             service_tokens: Vec::new(),
+            account_id: None,
+            api_tokens: Vec::new(),
+            api_keys: Vec::new(),
         }
     }
 }
@@ -209,6 +314,8 @@ impl Config {
                 service_tokens: Vec::new(),
                 origin: Some("127.0.0.1:22".into()),
                 destinations: Vec::new(),
+                name: None,
+                zone_id: None,
             }],
             ..Config::default()
         }
@@ -314,7 +421,68 @@ impl Config {
             ));
         }
         self.validate_service_tokens()?;
+        self.validate_api()?;
         self.validate_apps(&auth_domain)
+    }
+
+    fn validate_api(&self) -> Result<(), ConfigError> {
+        if let Some(id) = &self.account_id
+            && !is_hex_id(id.trim(), 32)
+        {
+            return Err(ConfigError::new(format!(
+                "account_id {id:?} must be 32 hex digits, like Cloudflare's account ids"
+            )));
+        }
+        let mut names = BTreeSet::new();
+        let mut values = BTreeSet::new();
+        for token in &self.api_tokens {
+            let name = &token.name;
+            if name.trim().is_empty() {
+                return Err(ConfigError::new("api_tokens: a token has an empty name"));
+            }
+            if !names.insert(name.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "api token {name:?} is defined twice"
+                )));
+            }
+            if !is_header_secret(&token.token) {
+                return Err(ConfigError::new(format!(
+                    "api token {name:?}: token must be visible ASCII with no spaces (Cloudflare's are 40 of A-Z, a-z, 0-9, '-', '_')"
+                )));
+            }
+            if !values.insert(token.token.as_str()) {
+                return Err(ConfigError::new(format!(
+                    "api token {name:?}: its token is used by another token"
+                )));
+            }
+            if let Some(expires) = &token.expires
+                && humantime::parse_rfc3339(expires.trim()).is_err()
+            {
+                return Err(ConfigError::new(format!(
+                    "api token {name:?}: expires {expires:?} is not an RFC 3339 time like \"2030-01-01T00:00:00Z\""
+                )));
+            }
+        }
+        let mut emails = BTreeSet::new();
+        for key in &self.api_keys {
+            let email = &key.email;
+            if !is_valid_email(email) {
+                return Err(ConfigError::new(format!(
+                    "api_keys: {email:?} is not an email address"
+                )));
+            }
+            if !emails.insert(email.to_ascii_lowercase()) {
+                return Err(ConfigError::new(format!(
+                    "api key of {email:?} is defined twice"
+                )));
+            }
+            if !is_header_secret(&key.key) {
+                return Err(ConfigError::new(format!(
+                    "api key of {email:?}: key must be visible ASCII with no spaces"
+                )));
+            }
+        }
+        Ok(())
     }
 
     fn validate_service_tokens(&self) -> Result<(), ConfigError> {
@@ -356,6 +524,7 @@ impl Config {
             auth_domain.to_owned(),
             crate::site::LOGIN_SERVICE.to_owned(),
             crate::site::LOGIN_SERVICE_FED.to_owned(),
+            crate::site::API_HOST.to_owned(),
         ];
         let mut hostnames = BTreeSet::new();
         let mut auds = BTreeSet::new();
@@ -414,6 +583,20 @@ impl Config {
                 check_host_port(origin)
                     .map_err(|e| ConfigError::new(format!("app {host}: origin: {e}")))?;
             }
+            if let Some(name) = &app.name
+                && name.trim().is_empty()
+            {
+                return Err(ConfigError::new(format!(
+                    "app {host}: name must not be empty (leave it out to use the hostname)"
+                )));
+            }
+            if let Some(zone) = &app.zone_id
+                && !is_hex_id(zone.trim(), 32)
+            {
+                return Err(ConfigError::new(format!(
+                    "app {host}: zone_id {zone:?} must be 32 hex digits, like Cloudflare's zone ids"
+                )));
+            }
             for destination in &app.destinations {
                 if destination != "*" && check_host_port(destination).is_err() {
                     return Err(ConfigError::new(format!(
@@ -424,6 +607,12 @@ impl Config {
         }
         Ok(())
     }
+}
+
+/// Whether `text` can be sent as a header value and compared as is: visible
+/// ASCII, no spaces, not empty.
+fn is_header_secret(text: &str) -> bool {
+    !text.is_empty() && text.bytes().all(|b| b.is_ascii_graphic())
 }
 
 /// Checks a `HOST:PORT` (IPv6 in brackets).
@@ -535,6 +724,36 @@ client_secret = "xyz"
     }
 
     #[test]
+    fn the_api_keys_parse_round_trip_and_stay_out_of_debug() {
+        let config = Config::parse(
+            r#"
+account_id = "0123456789abcdef0123456789ABCDEF"
+
+[[apps]]
+hostname = "ssh.acme.test"
+name = "SSH"
+zone_id = "fedcba9876543210fedcba9876543210"
+
+[[api_tokens]]
+name = "deploy"
+token = "s3cret-token"
+permission = "edit"
+expires = "2030-01-01T00:00:00Z"
+
+[[api_keys]]
+email = "admin@acme.test"
+key = "s3cret-key"
+"#,
+        )
+        .unwrap();
+        assert_eq!(config.api_tokens[0].permission, ApiPermission::Edit);
+        assert_eq!(config.apps[0].name.as_deref(), Some("SSH"));
+        let debug = format!("{config:?}");
+        assert!(!debug.contains("s3cret"), "{debug}");
+        assert_eq!(Config::parse(&config.to_toml().unwrap()).unwrap(), config);
+    }
+
+    #[test]
     fn an_unknown_key_is_named_with_its_line() {
         let err = Config::parse("team = \"x\"\n\n[[apps]]\nhostname = \"a.b\"\nallwo = [\"*\"]\n")
             .unwrap_err();
@@ -598,6 +817,46 @@ client_secret = "xyz"
             (
                 "[[apps]]\nhostname = \"demo.cloudflareaccess.com\"",
                 "edge itself serves",
+            ),
+            (
+                "[[apps]]\nhostname = \"api.cloudflare.com\"",
+                "edge itself serves",
+            ),
+            (
+                "account_id = \"abc\"\n[[apps]]\nhostname = \"x.y\"",
+                "account_id",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\nzone_id = \"0123456789abcdef0123456789abcdeg\"",
+                "zone_id",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\nname = \" \"",
+                "name must not be empty",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"t\"\npermission = \"write\"",
+                "unknown variant",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"t\"\npermission = \"read\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"u\"\npermission = \"read\"",
+                "defined twice",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"t\"\npermission = \"read\"\n[[api_tokens]]\nname = \"b\"\ntoken = \"t\"\npermission = \"edit\"",
+                "used by another token",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"t t\"\npermission = \"read\"",
+                "no spaces",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_tokens]]\nname = \"a\"\ntoken = \"t\"\npermission = \"read\"\nexpires = \"tomorrow\"",
+                "RFC 3339",
+            ),
+            (
+                "[[apps]]\nhostname = \"x.y\"\n[[api_keys]]\nemail = \"nobody\"\nkey = \"k\"",
+                "not an email address",
             ),
         ];
         for (text, needle) in cases {

@@ -32,7 +32,7 @@ use crate::edge::EdgeState;
 use crate::error::EdgeError;
 use crate::limits;
 use crate::ops::counters::{CarrierStats, Endpoint};
-use crate::ops::faults::{CertSignFault, Faults, MetadataFault};
+use crate::ops::faults::{ApiFault, CertSignFault, Faults, MetadataFault};
 use crate::ops::state::{StateDir, files};
 
 /// A request to a running edge.
@@ -85,6 +85,13 @@ pub enum FaultCommand {
     Metadata { kind: String },
     /// Seconds added to every `Date` header (negative: behind; 0: none).
     DateSkew { seconds: i64 },
+    /// What the Cloudflare API answers instead (`kind`: a name of
+    /// `ApiFault::NAMES`, or `off`; `status` for `status`).
+    Api {
+        kind: String,
+        #[serde(default)]
+        status: Option<u16>,
+    },
     /// The faults in force.
     List,
     /// Every fault off.
@@ -387,6 +394,34 @@ fn set_fault(faults: &Faults, command: FaultCommand) -> Reply {
                 None => Reply::error(format!(
                     "no metadata fault {kind:?} (one of: {}, ok)",
                     MetadataFault::ALL.map(|(_, n)| n).join(", ")
+                )),
+            }
+        }
+        FaultCommand::Api { kind, status } => {
+            if kind == "off" {
+                faults.set_api_fault(None);
+                return Reply::ok("the Cloudflare API answers normally");
+            }
+            let status = status.unwrap_or(502);
+            if !(100..=599).contains(&status) {
+                return Reply::error(format!("{status} is not an HTTP status"));
+            }
+            match ApiFault::from_name(&kind, status) {
+                Some(fault) => {
+                    faults.set_api_fault(Some(fault));
+                    Reply::ok(match fault {
+                        ApiFault::Garbage => {
+                            "the Cloudflare API answers 200 with a body that is not JSON".to_owned()
+                        }
+                        ApiFault::Status(status) => {
+                            format!("the Cloudflare API answers {status} with an HTML page")
+                        }
+                        _ => "the Cloudflare API never answers".to_owned(),
+                    })
+                }
+                None => Reply::error(format!(
+                    "no api fault {kind:?} (one of: {}, off)",
+                    ApiFault::NAMES.join(", ")
                 )),
             }
         }

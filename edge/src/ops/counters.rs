@@ -37,13 +37,16 @@ pub enum Endpoint {
     Websocket,
     /// `/cdn-cgi/access/cert_sign` on the auth domain, whatever its answer.
     CertSign,
+    /// Any request to the Cloudflare API at `api.cloudflare.com`, whatever
+    /// its answer.
+    Api,
     /// A request for a host or path the edge does not serve.
     Unknown,
 }
 
 impl Endpoint {
     /// Every endpoint, in display order.
-    pub const ALL: [Endpoint; 12] = [
+    pub const ALL: [Endpoint; 13] = [
         Endpoint::Discovery,
         Endpoint::Jwks,
         Endpoint::LoginPage,
@@ -55,6 +58,7 @@ impl Endpoint {
         Endpoint::AppRequest,
         Endpoint::Websocket,
         Endpoint::CertSign,
+        Endpoint::Api,
         Endpoint::Unknown,
     ];
 
@@ -72,6 +76,7 @@ impl Endpoint {
             Endpoint::AppRequest => "app_request",
             Endpoint::Websocket => "websocket",
             Endpoint::CertSign => "cert_sign",
+            Endpoint::Api => "api",
             Endpoint::Unknown => "unknown",
         }
     }

@@ -6,8 +6,10 @@
 //! session mid-transfer (docs/protocol.md 6: the client must end with an error,
 //! promptly, never hang), and with a `cert_sign` whose answer must not be
 //! written to disk as it is (docs/protocol.md 7.5: a client checks the
-//! certificate before trusting it), and with a `Date` header that says the
-//! client's clock is off (what `cfaccess doctor` measures).
+//! certificate before trusting it), with a `Date` header that says the
+//! client's clock is off (what `cfaccess doctor` measures), and with a
+//! Cloudflare API that answers garbage, a proxy's error page, or nothing
+//! (docs/protocol.md 11: a client must say so, not misread it).
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -62,6 +64,42 @@ pub enum CertSignFault {
     HostCertificate,
     /// A user certificate for the key sent whose validity already ended.
     Expired,
+}
+
+/// What the Cloudflare API at `api.cloudflare.com` answers instead, until
+/// cleared, whatever the request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ApiFault {
+    /// 200 with a body that is not JSON.
+    Garbage,
+    /// This status with an HTML body, like a proxy's error page.
+    Status(u16),
+    /// Never answer (until the client gives up or the edge stops).
+    Stall,
+}
+
+impl ApiFault {
+    /// The names `access-edge fault api` takes (`status` takes a status).
+    pub const NAMES: [&'static str; 3] = ["garbage", "status", "stall"];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ApiFault::Garbage => "garbage",
+            ApiFault::Status(_) => "status",
+            ApiFault::Stall => "stall",
+        }
+    }
+
+    /// The fault named `name`; `status` answers `status`.
+    pub fn from_name(name: &str, status: u16) -> Option<ApiFault> {
+        Some(match name {
+            "garbage" => ApiFault::Garbage,
+            "status" => ApiFault::Status(status),
+            "stall" => ApiFault::Stall,
+            _ => return None,
+        })
+    }
 }
 
 impl MetadataFault {
@@ -148,6 +186,8 @@ pub(crate) struct Faults {
     handshake_delay: Mutex<Option<Duration>>,
     /// What `cert_sign` answers instead, if anything.
     cert_sign: Mutex<Option<CertSignFault>>,
+    /// What the Cloudflare API answers instead, if anything.
+    api: Mutex<Option<ApiFault>>,
     /// Seconds added to the `Date` header of every answer (0: none): the
     /// clock of a client that is off by as much, as the client sees it.
     date_skew: std::sync::atomic::AtomicI64,
@@ -163,6 +203,7 @@ impl Default for Faults {
             refuse_origin: AtomicBool::new(false),
             handshake_delay: Mutex::default(),
             cert_sign: Mutex::default(),
+            api: Mutex::default(),
             date_skew: std::sync::atomic::AtomicI64::new(0),
         }
     }
@@ -239,6 +280,16 @@ impl Faults {
             .clone()
     }
 
+    /// Makes the Cloudflare API answer `fault` from now on (`None`: answer
+    /// right).
+    pub fn set_api_fault(&self, fault: Option<ApiFault>) {
+        *self.api.lock().unwrap_or_else(|p| p.into_inner()) = fault;
+    }
+
+    pub fn api_fault(&self) -> Option<ApiFault> {
+        *self.api.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     /// Send a `Date` header `seconds` ahead of the edge's clock (behind when
     /// negative; 0: the right time).
     pub fn skew_date(&self, seconds: i64) {
@@ -258,6 +309,7 @@ impl Faults {
         self.refuse_origin(false);
         self.delay_handshake(None);
         self.set_cert_sign_fault(None);
+        self.set_api_fault(None);
         self.skew_date(0);
     }
 
@@ -299,6 +351,13 @@ impl Faults {
         }
         if let Some(fault) = self.metadata_fault() {
             lines.push(format!("metadata: {}", fault.name()));
+        }
+        match self.api_fault() {
+            Some(ApiFault::Status(status)) => {
+                lines.push(format!("api: status {status} (an HTML error page)"));
+            }
+            Some(fault) => lines.push(format!("api: {}", fault.name())),
+            None => {}
         }
         let skew = self.date_skew();
         if skew != 0 {
@@ -346,6 +405,7 @@ mod tests {
         f.fail_login_service(u32::MAX, 503);
         f.refuse_origin(true);
         f.set_metadata_fault(Some(MetadataFault::StaleIat));
+        f.set_api_fault(Some(ApiFault::Status(502)));
         f.skew_date(-300);
         assert_eq!(
             f.describe(),
@@ -353,6 +413,7 @@ mod tests {
                 "login-service: fail with 503 (every poll until cleared)",
                 "origin: refuse (every websocket upgrade gets 502)",
                 "metadata: stale-iat",
+                "api: status 502 (an HTML error page)",
                 "date-skew: -300s in every Date header"
             ]
         );
@@ -366,6 +427,9 @@ mod tests {
         for (fault, name) in MetadataFault::ALL {
             assert_eq!(MetadataFault::from_name(name), Some(fault));
             assert_eq!(fault.name(), name);
+        }
+        for name in ApiFault::NAMES {
+            assert_eq!(ApiFault::from_name(name, 502).unwrap().name(), name);
         }
         for name in CertSignFault::NAMES {
             assert_eq!(

@@ -4,23 +4,27 @@
 //!
 //! Both are written atomically, and only once the edge accepts connections,
 //! so a script can start the edge in the background and wait for the file.
+//! The profile also names the Cloudflare API's account id and a token that
+//! may edit (docs/protocol.md 11), so it is 0600 when it holds one.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::{Path, PathBuf};
 
-use cfaccess::access::edge_profile::EdgeProfile;
+use cfaccess::access::edge_profile::{EdgeProfile, ProfileApi};
 
 use crate::error::EdgeError;
-use crate::ops::state::{StateDir, files};
+use crate::ops::state::{SECRET, StateDir, files};
 
-/// Writes `profile.json` (every served name → `addr`) and `browser`.
+/// Writes `profile.json` (every served name → `addr`, and the Cloudflare
+/// API's account id and token) and `browser`.
 pub(crate) fn write(
     state: &StateDir,
     ca_pem: &str,
     names: &[String],
     addr: SocketAddr,
     edge_binary: &Path,
+    api: Option<ProfileApi>,
 ) -> Result<(), EdgeError> {
     let addr = connectable(addr);
     let profile = EdgeProfile {
@@ -29,16 +33,18 @@ pub(crate) fn write(
             .iter()
             .map(|n| (n.clone(), addr))
             .collect::<BTreeMap<_, _>>(),
-        // The edge's Cloudflare API credentials land here with issue 13's API.
-        api: None,
+        api,
     };
     let profile_path = state.file(files::PROFILE);
     let script = browser_script(edge_binary, &profile_path);
     // The browser first: a script that waits for the profile finds both.
     state.write(files::BROWSER, script.as_bytes(), 0o755)?;
-    profile
-        .save(&profile_path)
-        .map_err(|e| EdgeError::state(state.path(), e))?;
+    // As `EdgeProfile::save` writes it, but 0600 when it holds an API token.
+    let mut json = serde_json::to_vec_pretty(&profile)
+        .map_err(|e| EdgeError::state(&profile_path, format!("cannot write: {e}")))?;
+    json.push(b'\n');
+    let mode = if profile.api.is_some() { SECRET } else { 0o644 };
+    state.write(files::PROFILE, &json, mode)?;
     if !edge_binary.is_file() {
         tracing::warn!(
             "{} runs {}, which does not exist (build access-edge, or set the edge binary)",
@@ -169,6 +175,7 @@ mod tests {
             &["a.test".into()],
             "0.0.0.0:7".parse().unwrap(),
             &fake,
+            None,
         )
         .unwrap();
         let profile = EdgeProfile::load(&state.file(files::PROFILE)).unwrap();

@@ -1,7 +1,8 @@
 //! The state dir: what an edge keeps across restarts.
 //!
 //! It holds the local CA, the JWT signing keys, the login service's box key,
-//! the generated auds and a copy of the config, so that a restarted edge is
+//! the generated auds, the Cloudflare API's account id and generated token,
+//! and a copy of the config, so that a restarted edge is
 //! the same edge to its clients (their trusted CA, cached JWKS and cached
 //! tokens stay good). Files with private keys are 0600 and the directory
 //! 0700; every file is replaced atomically. Without `--state-dir` the edge
@@ -25,9 +26,20 @@ pub(crate) mod files {
     pub const PROFILE: &str = "profile.json";
     pub const BROWSER: &str = "browser";
     pub const CONTROL: &str = "control.sock";
+    /// The Cloudflare API's account id, generated or configured.
+    pub const ACCOUNT_ID: &str = "account-id";
+    /// The API token the edge made (when the config names none).
+    pub const API_TOKEN: &str = "api-token";
 
     /// The long-lived secrets: what [`super::copy_secrets`] copies.
-    pub const SECRETS: [&str; 5] = [CA_CERT, CA_KEY, SIGNING_CURRENT, SIGNING_PREVIOUS, BOX_KEY];
+    pub const SECRETS: [&str; 6] = [
+        CA_CERT,
+        CA_KEY,
+        SIGNING_CURRENT,
+        SIGNING_PREVIOUS,
+        BOX_KEY,
+        API_TOKEN,
+    ];
 }
 
 /// Mode for files holding private keys or service token secrets.
@@ -136,7 +148,8 @@ impl StateDir {
     }
 }
 
-/// Copies the long-lived secrets (local CA, JWT signing keys, box key) of the
+/// Copies the long-lived secrets (local CA, JWT signing keys, box key, the
+/// generated API token) of the
 /// state dir `from` into the state dir `to` (created when missing).
 ///
 /// RSA key generation is slow in unoptimised builds (about a second per key),

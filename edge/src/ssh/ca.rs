@@ -10,6 +10,9 @@
 //! holds. Making a CA never replaces one, not even when two commands race:
 //! every sshd trusting the old key would refuse the new certificates.
 //!
+//! The API's `DELETE …/ca` removes a CA ([`remove`]); an operator who
+//! does so must also take it out of every sshd's `TrustedUserCAKeys`.
+//!
 //! A running edge reads the CA from the state dir at each `cert_sign` (a
 //! small file and a key parse, against a request that comes once per
 //! certificate), so a CA made by the command while the edge runs is used at
@@ -180,7 +183,12 @@ fn key_path(state_dir: &Path, app: &str) -> PathBuf {
 /// The CA of the app `app` (a configured hostname) kept in `state_dir`, if
 /// it has one.
 pub fn load(state_dir: &Path, app: &str) -> Result<Option<SshCa>, EdgeError> {
-    let path = key_path(state_dir, app);
+    load_from(&key_path(state_dir, app), app)
+}
+
+/// The CA whose key is at `path`, if the file exists.
+fn load_from(path: &Path, app: &str) -> Result<Option<SshCa>, EdgeError> {
+    let path = path.to_owned();
     let text = match std::fs::read_to_string(&path) {
         Ok(text) => text,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -260,6 +268,46 @@ pub fn generate(
     Ok(Generated { ca, created })
 }
 
+/// Removes the CA of the app `app` (a configured hostname) from
+/// `state_dir`, and returns it (`None`: it had none). The key is first
+/// renamed away in one step, so a `cert_sign` sees the CA or no CA, never
+/// half of one, and of two removals racing only one gets the CA.
+pub fn remove(state_dir: &Path, app: &str) -> Result<Option<SshCa>, EdgeError> {
+    let path = key_path(state_dir, app);
+    let dir = path.parent().unwrap_or(state_dir);
+    let doomed = dir.join(format!(
+        ".access-edge-removed-{}.tmp",
+        hex::encode(rand::random::<[u8; 8]>())
+    ));
+    match std::fs::rename(&path, &doomed) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(EdgeError::state(path, format!("cannot remove: {e}"))),
+    }
+    let ca = load_from(&doomed, app);
+    if let Err(e) = std::fs::remove_file(&doomed) {
+        tracing::warn!("cannot remove {}: {e}", doomed.display());
+    }
+    // The public line goes too, unless a new CA was made meanwhile (its
+    // generate rewrites the line anyway).
+    if !path.exists() {
+        let pub_path = path.with_extension("pub");
+        if let Err(e) = std::fs::remove_file(&pub_path)
+            && e.kind() != io::ErrorKind::NotFound
+        {
+            tracing::warn!("cannot remove {}: {e}", pub_path.display());
+        }
+    }
+    let ca = ca?.map(|mut ca| {
+        ca.path = path;
+        ca
+    });
+    if let Some(ca) = &ca {
+        tracing::info!(app, "removed the {} SSH CA", ca.key_type.description());
+    }
+    Ok(ca)
+}
+
 /// Writes a new key for `app` unless a key is there by then; whether this
 /// call made it.
 fn create(state_dir: &Path, app: &str, key_type: CaKeyType) -> Result<bool, EdgeError> {
@@ -337,6 +385,26 @@ mod tests {
                 .public_line(),
             line
         );
+    }
+
+    #[test]
+    fn a_removed_ca_is_gone_and_a_new_one_differs() {
+        let dir = tempfile::tempdir().unwrap();
+        assert!(remove(dir.path(), "a.test").unwrap().is_none());
+        let made = generate(dir.path(), "a.test", None).unwrap().ca;
+        let removed = remove(dir.path(), "a.test").unwrap().unwrap();
+        assert_eq!(removed.public_line(), made.public_line());
+        assert_eq!(removed.key_path(), made.key_path());
+        assert!(load(dir.path(), "a.test").unwrap().is_none());
+        assert!(remove(dir.path(), "a.test").unwrap().is_none());
+        let names: Vec<_> = std::fs::read_dir(dir.path().join("ssh-ca"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert!(names.is_empty(), "left behind: {names:?}");
+        let again = generate(dir.path(), "a.test", None).unwrap();
+        assert!(again.created);
+        assert_ne!(again.ca.public_line(), made.public_line());
     }
 
     #[test]

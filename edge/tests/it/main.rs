@@ -2,6 +2,7 @@
 //! the way clients reach it. One test binary, so that the signing keys are
 //! made once for all of them (see `common`).
 
+mod api;
 mod ca;
 mod carrier;
 mod cert_sign;
