@@ -179,6 +179,8 @@ fn the_state_dir_holds_private_files() {
         "box-key",
         "config.toml",
         "control.sock",
+        "api-token",
+        "profile.json",
     ] {
         assert_eq!(mode(secret), 0o600, "{secret}");
     }
@@ -190,6 +192,7 @@ fn the_state_dir_holds_private_files() {
     assert_eq!(
         names,
         [
+            "api.cloudflare.com",
             "demo.cloudflareaccess.com",
             "login.cloudflareaccess.org",
             "login.fed.cloudflareaccess.org",
