@@ -13,6 +13,7 @@ pub mod inventory;
 pub mod limits;
 pub mod logging;
 pub mod platform;
+pub mod server;
 pub mod ssh;
 pub mod ui;
 

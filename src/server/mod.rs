@@ -1,0 +1,2 @@
+pub mod ca_file;
+pub mod sshd_config;
