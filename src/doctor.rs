@@ -14,7 +14,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use serde::Serialize;
 use serde_json::{Value, json};
 
 use crate::access::app_info::{self, AppInfo};
@@ -36,61 +35,7 @@ pub const PROBE_ENV: &str = "CFACCESS_DOCTOR";
 /// than 5 minutes ahead is refused.
 const MAX_SKEW_S: i64 = 30;
 
-/// The result of a check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Ok,
-    /// Works, but something is worth knowing.
-    Warn,
-    Fail,
-    /// Not checked (nothing to check it against).
-    Skip,
-}
-
-impl Status {
-    pub fn label(self) -> &'static str {
-        match self {
-            Status::Ok => "ok",
-            Status::Warn => "warn",
-            Status::Fail => "FAIL",
-            Status::Skip => "skip",
-        }
-    }
-}
-
-/// One check: its id (stable, for `--json`), result, one line saying what
-/// was found, the fix when there is one, and figures for scripts.
-#[derive(Debug, Clone, Serialize)]
-pub struct Check {
-    pub id: &'static str,
-    pub status: Status,
-    pub summary: String,
-    pub fix: Option<String>,
-    pub data: Value,
-}
-
-impl Check {
-    fn new(id: &'static str, status: Status, summary: impl Into<String>) -> Check {
-        Check {
-            id,
-            status,
-            summary: summary.into(),
-            fix: None,
-            data: Value::Null,
-        }
-    }
-
-    fn fix(mut self, fix: impl Into<String>) -> Check {
-        self.fix = Some(fix.into());
-        self
-    }
-
-    fn data(mut self, data: Value) -> Check {
-        self.data = data;
-        self
-    }
-}
+pub use crate::ui::checklist::{Check, Status};
 
 /// What to check.
 pub struct Options {

@@ -3,5 +3,6 @@
 //! phone. Nothing here knows a protocol type; what is drawn goes to stderr,
 //! since stdout may be an ssh session or a token a script reads.
 
+pub mod checklist;
 pub mod qr;
 pub mod wait;
