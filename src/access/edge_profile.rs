@@ -103,13 +103,15 @@ impl EdgeProfile {
     }
 
     /// Writes the profile atomically (a temp file in the same directory, then a
-    /// rename), so a script waiting for the file never reads half of it.
+    /// rename), so a script waiting for the file never reads half of it; 0600
+    /// when it holds an API token, else 0644.
     pub fn save(&self, path: &Path) -> Result<(), ProfileError> {
         let mut json = serde_json::to_vec_pretty(self).map_err(std::io::Error::from);
         if let Ok(json) = &mut json {
             json.push(b'\n');
         }
-        json.and_then(|json| atomic_file::write(path, &json, 0o644))
+        let mode = if self.api.is_some() { 0o600 } else { 0o644 };
+        json.and_then(|json| atomic_file::write(path, &json, mode))
             .map_err(|source| ProfileError::Write {
                 path: path.to_owned(),
                 source,

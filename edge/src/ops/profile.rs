@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use cfaccess::access::edge_profile::{EdgeProfile, ProfileApi};
 
 use crate::error::EdgeError;
-use crate::ops::state::{SECRET, StateDir, files};
+use crate::ops::state::{StateDir, files};
 
 /// Writes `profile.json` (every served name → `addr`, and the Cloudflare
 /// API's account id and token) and `browser`.
@@ -39,12 +39,9 @@ pub(crate) fn write(
     let script = browser_script(edge_binary, &profile_path);
     // The browser first: a script that waits for the profile finds both.
     state.write(files::BROWSER, script.as_bytes(), 0o755)?;
-    // As `EdgeProfile::save` writes it, but 0600 when it holds an API token.
-    let mut json = serde_json::to_vec_pretty(&profile)
-        .map_err(|e| EdgeError::state(&profile_path, format!("cannot write: {e}")))?;
-    json.push(b'\n');
-    let mode = if profile.api.is_some() { SECRET } else { 0o644 };
-    state.write(files::PROFILE, &json, mode)?;
+    profile
+        .save(&profile_path)
+        .map_err(|e| EdgeError::state(state.path(), e))?;
     if !edge_binary.is_file() {
         tracing::warn!(
             "{} runs {}, which does not exist (build access-edge, or set the edge binary)",
