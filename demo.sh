@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The whole cfaccess flow on this machine, no internet needed: a local
-# access-edge (the stand-in for Cloudflare Access) with an app and its SSH CA,
-# a local sshd that trusts only that CA, a browser login through the edge's
-# login page, the cached token, curl with that token, the ssh config that
-# cfaccess prints, and ssh logging in as you with a short-lived certificate
-# for a key that sshd never saw.
+# access-edge (the stand-in for Cloudflare Access) with an app, an sshd with
+# Debian's stock config that `cfaccess server setup` makes trust the app's
+# SSH CA (fetched through the edge's Cloudflare API), a browser login
+# through the edge's login page, the cached token, curl with that token, the
+# ssh config that cfaccess prints, and ssh logging in as you with a
+# short-lived certificate for a key that sshd never saw.
 set -euo pipefail
 cd "$(dirname "$0")"
 echo "demo.sh: the first run compiles cfaccess and access-edge in release mode, which takes a few minutes on a small machine; later runs reuse the build." >&2
@@ -46,21 +47,6 @@ me="$user@example.com"
 sshd_port=""
 if [ -x /usr/sbin/sshd ]; then
   sshd_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-  step "access-edge ca generate   (the demo app's SSH CA: the one key sshd will trust)"
-  "$bin/access-edge" ca generate --app ssh.demo.test --state-dir "$work/edge" | tee "$work/trusted_user_ca_keys"
-
-  step "starting sshd on 127.0.0.1:$sshd_port   (TrustedUserCAKeys only: no authorized_keys at all)"
-  mkdir -p "$work/sshd"
-  ssh-keygen -q -t ed25519 -N '' -f "$work/sshd/host_key"
-  printf '%s\n' "Port $sshd_port" "ListenAddress 127.0.0.1" "HostKey $work/sshd/host_key" "PidFile none" \
-    "UsePAM no" "StrictModes no" "PasswordAuthentication no" "KbdInteractiveAuthentication no" \
-    "PermitRootLogin prohibit-password" "AuthorizedKeysFile none" \
-    "TrustedUserCAKeys $work/trusted_user_ca_keys" >"$work/sshd/config"
-  [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
-  /usr/sbin/sshd -D -e -f "$work/sshd/config" 2>"$work/sshd/log" &
-  pids+=($!)
-else
-  step "no /usr/sbin/sshd: the ssh steps are skipped (apt-get install openssh-server)"
 fi
 
 step "starting access-edge (demo team, app ssh.demo.test, approving logins as $me)"
@@ -80,6 +66,44 @@ cat "$work/edge.out" >&2
 export CFACCESS_EDGE=$work/edge/profile.json
 export BROWSER=$work/edge/browser
 export CFACCESS_DIR=$work/cloudflared
+
+if [ -n "$sshd_port" ]; then
+  # The server, under a root of its own so nothing in /etc is touched:
+  # Debian's stock sshd_config (its Include pointed under the root), and a
+  # drop-in for what a demo needs (its port, host key, no PAM, no keys of
+  # its own: only certificates will let anyone in).
+  server=$work/server
+  mkdir -p "$server/etc/ssh/sshd_config.d" "$server/run"
+  stock=/usr/share/openssh/sshd_config
+  [ -f "$stock" ] || stock=tests/data/debian-sshd_config
+  sed "s#^Include /etc/ssh/sshd_config.d/\*.conf#Include $server/etc/ssh/sshd_config.d/*.conf#" "$stock" \
+    >"$server/etc/ssh/sshd_config"
+  ssh-keygen -q -t ed25519 -N '' -f "$server/etc/ssh/ssh_host_ed25519_key"
+  printf '%s\n' "Port $sshd_port" "ListenAddress 127.0.0.1" "HostKey $server/etc/ssh/ssh_host_ed25519_key" \
+    "PidFile $server/run/sshd.pid" "UsePAM no" "StrictModes no" "PasswordAuthentication no" \
+    "AuthorizedKeysFile none" >"$server/etc/ssh/sshd_config.d/10-demo.conf"
+  [ "$(id -u)" = 0 ] && mkdir -p /run/sshd
+
+  step "starting sshd on 127.0.0.1:$sshd_port   (Debian's stock config: it trusts no CA yet)"
+  /usr/sbin/sshd -D -e -f "$server/etc/ssh/sshd_config" 2>"$work/sshd.log" &
+  pids+=($!)
+
+  # The edge wrote its Cloudflare API account and token where scripts find them.
+  export CLOUDFLARE_API_TOKEN CLOUDFLARE_ACCOUNT_ID
+  CLOUDFLARE_API_TOKEN=$(cat "$work/edge/api-token")
+  CLOUDFLARE_ACCOUNT_ID=$(cat "$work/edge/account-id")
+  step "cfaccess server setup --hostname ssh.demo.test --create-ca --user $me   (the guide's server steps, through the edge's Cloudflare API)"
+  for _ in $(seq 200); do [ -s "$server/run/sshd.pid" ] && break; sleep 0.05; done
+  "$cfaccess" server setup --root "$server" --hostname ssh.demo.test --create-ca --user "$me"
+  for _ in $(seq 200); do grep -q 'Received SIGHUP' "$work/sshd.log" && break; sleep 0.05; done
+  cat "$server/etc/ssh/sshd_config.d/00-cfaccess.conf"
+
+  step "cfaccess server check --hostname ssh.demo.test --user $me"
+  for _ in $(seq 200); do [ "$(grep -c 'Server listening' "$work/sshd.log")" -ge 2 ] && break; sleep 0.05; done
+  "$cfaccess" server check --root "$server" --hostname ssh.demo.test --user "$me"
+else
+  step "no /usr/sbin/sshd: the ssh steps are skipped (apt-get install openssh-server)"
+fi
 
 step "cfaccess login https://ssh.demo.test   (the edge's browser opens the login page)"
 "$cfaccess" login https://ssh.demo.test

@@ -136,6 +136,14 @@ pub enum Command {
     #[command(after_help = COMPLETIONS_HELP)]
     Completions(CompletionsArgs),
 
+    /// Set up the machine behind Access: sshd trusts the app's SSH CA (`server setup`, `server check`)
+    #[command(subcommand_required = true, long_about = SERVER_ABOUT)]
+    #[command(after_help = SERVER_EXAMPLES)]
+    Server {
+        #[command(subcommand)]
+        action: ServerAction,
+    },
+
     /// Write a man page per command into a directory (for packagers)
     #[command(hide = true, after_help = "Examples:\n  cfaccess man target/man")]
     Man(ManArgs),
@@ -581,6 +589,168 @@ pub struct DoctorArgs {
     /// The ssh config file for the `ssh -G` check (ssh -F) [default: ssh's own]
     #[arg(long, short = 'F', value_name = "FILE")]
     pub ssh_config: Option<std::path::PathBuf>,
+}
+
+const SERVER_ABOUT: &str = "\
+Set up the machine behind Access for short-lived certificates
+
+`server setup` does the server's steps of Cloudflare's guide: it fetches the
+app's SSH CA from the Cloudflare API (or takes it from --ca-key), adds it to
+the CA file, makes sshd trust that file with pubkey authentication on,
+validates the result with `sshd -t` (restoring every file if sshd refuses
+it) and reloads sshd. `server check` reports that state, with a fix for
+each gap. Run them as root on the server, or with --root DIR to try them on
+a copy.";
+
+const SERVER_EXAMPLES: &str = "\
+Examples:
+  export CLOUDFLARE_API_TOKEN=… CLOUDFLARE_ACCOUNT_ID=…
+  sudo -E cfaccess server setup --hostname ssh.example.com --user jdoe@example.com --dry-run
+  sudo -E cfaccess server setup --hostname ssh.example.com --user jdoe@example.com
+  sudo cfaccess server setup --hostname ssh.example.com --ca-key ca.pub --map johndoe=jdoe@example.com
+  cfaccess server check --hostname ssh.example.com --user jdoe@example.com";
+
+#[derive(Debug, Subcommand)]
+pub enum ServerAction {
+    /// Make sshd trust the Access app's SSH CA (Cloudflare's guide, steps 2 to 6)
+    #[command(long_about = SETUP_ABOUT, after_help = SERVER_EXAMPLES)]
+    Setup(ServerSetupArgs),
+
+    /// Check that sshd trusts the app's CA, with the fix for each gap
+    #[command(after_help = "Examples:\n  \
+        cfaccess server check\n  \
+        cfaccess server check --hostname ssh.example.com --user jdoe@example.com --json")]
+    Check(ServerCheckArgs),
+}
+
+const SETUP_ABOUT: &str = "\
+Make sshd trust the Access app's SSH CA (Cloudflare's guide, steps 2 to 6)
+
+1. The CA key: from the Cloudflare API (the app whose domain is --hostname;
+   --create-ca makes its CA when it has none), or from --ca-key.
+2. The CA file (--ca-file, default /etc/ssh/ca.pub): the key is appended,
+   every other line kept. A TrustedUserCAKeys file sshd already uses is
+   the one used, unless --ca-file names another (its keys are merged in).
+3. sshd_config: `PubkeyAuthentication yes` and `TrustedUserCAKeys <file>`
+   in a drop-in (sshd_config.d/00-cfaccess.conf) where sshd_config includes
+   that directory, else in a marked block at its top; `sshd -T` must then
+   show both in effect.
+4. `sshd -t` must accept the result, or every file is put back as it was.
+5. sshd is reloaded (systemctl, service, or SIGHUP), never restarted:
+   open sessions live on. --no-reload prints the command instead.
+6. --user checks that each identity's Unix user exists (--create-user makes
+   it); --map USER=EMAIL lets an existing user log in with that identity's
+   certificate (a `Match User` block, as Cloudflare documents it).
+
+--dry-run prints the diff of every file and the commands, and changes
+nothing. A second run with the same arguments changes nothing.";
+
+/// Where `cfaccess server` finds the server's files, and its sshd.
+#[derive(Debug, Clone, Args)]
+pub struct ServerPaths {
+    /// Read and write every file under DIR instead of / (to try it on a copy, or in tests):
+    /// DIR/etc/ssh/sshd_config and so on; the paths written into files are the DIR ones
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<std::path::PathBuf>,
+
+    /// sshd's config file (under --root) [default: /etc/ssh/sshd_config]
+    #[arg(long, value_name = "FILE")]
+    pub sshd_config: Option<std::path::PathBuf>,
+
+    /// The sshd binary to validate with [default: /usr/sbin/sshd, or sshd on PATH]
+    #[arg(long, value_name = "FILE")]
+    pub sshd: Option<std::path::PathBuf>,
+}
+
+/// How `cfaccess server` reaches the Cloudflare API. The token itself is
+/// read from CLOUDFLARE_API_TOKEN or a file, never from the command line.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// The account of the Access app (32 hex digits)
+    #[arg(long, value_name = "ID", env = "CLOUDFLARE_ACCOUNT_ID")]
+    pub account_id: Option<String>,
+
+    /// For a zone-level Access app: its zone instead of the account
+    #[arg(long, value_name = "ID", env = "CLOUDFLARE_ZONE_ID")]
+    pub zone_id: Option<String>,
+
+    /// Read the API token from FILE instead of CLOUDFLARE_API_TOKEN (it needs Access: Apps and
+    /// Policies Read, and Edit for --create-ca)
+    #[arg(long, value_name = "FILE")]
+    pub api_token_file: Option<std::path::PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerSetupArgs {
+    /// Hostname of the Access application that protects this server
+    #[arg(long, value_name = "HOST")]
+    pub hostname: String,
+
+    /// Take the CA's public key from FILE (- for stdin) instead of the API: the line the
+    /// dashboard shows
+    #[arg(long, value_name = "FILE", conflicts_with = "create_ca")]
+    pub ca_key: Option<std::path::PathBuf>,
+
+    /// Create the app's CA through the API when it has none (the dashboard's "Generate
+    /// certificate"; needs an API token that may edit Access apps)
+    #[arg(long)]
+    pub create_ca: bool,
+
+    /// The file sshd's TrustedUserCAKeys names [default: the one sshd already uses, else
+    /// /etc/ssh/ca.pub]
+    #[arg(long, value_name = "FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
+
+    /// An identity that logs in here (repeatable): its Unix user (the email's local part) must
+    /// exist
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Vec<String>,
+
+    /// Create the Unix users of --user that do not exist (useradd --create-home)
+    #[arg(long, requires = "user")]
+    pub create_user: bool,
+
+    /// Let the existing Unix USER log in with EMAIL's certificate (repeatable), like
+    /// --map johndoe=jdoe@example.com
+    #[arg(long, value_name = "USER=EMAIL")]
+    pub map: Vec<String>,
+
+    /// Change the files but do not reload sshd: print the command to run
+    #[arg(long)]
+    pub no_reload: bool,
+
+    /// Print the diff of every file and the commands, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    #[command(flatten)]
+    pub paths: ServerPaths,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ServerCheckArgs {
+    /// Hostname of the Access application: its CA (read from the API when a token is given)
+    /// must be in sshd's CA file
+    #[arg(long, value_name = "HOST")]
+    pub hostname: Option<String>,
+
+    /// An identity that should log in here (repeatable): its Unix user must exist, or a --map
+    /// rule must let another user in with it
+    #[arg(long, value_name = "EMAIL")]
+    pub user: Vec<String>,
+
+    /// Print the checks as JSON (schema 1: {"schema","hostname","ok","checks":[{"id","status","summary","fix","data"}]})
+    #[arg(long)]
+    pub json: bool,
+
+    #[command(flatten)]
+    pub paths: ServerPaths,
+
+    #[command(flatten)]
+    pub api: ApiArgs,
 }
 
 /// `--fedramp`, on the commands that log in (login, curl, tcp/ssh, ssh-gen).

@@ -43,6 +43,8 @@ pub const CARRIER_OPEN: Duration = Duration::from_secs(30);
 /// One exchange with the ssh-agent (`ssh-gen --agent`, `logout`): a local
 /// process that answers at once, or is stuck.
 pub const AGENT: Duration = Duration::from_secs(5);
+/// One Cloudflare API call (`cfaccess server`), answer included.
+pub const API: Duration = Duration::from_secs(15);
 /// `ssh -V` and `ssh -G`, which `cfaccess doctor` runs.
 pub const SSH_PROBE: Duration = Duration::from_secs(10);
 /// How long a waiter waits for another process's login (section 3).

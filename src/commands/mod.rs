@@ -33,6 +33,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         ConfigDir::choose(dir);
     }
     let (action, access_fedramp) = match cli.command {
+        Command::Server { action } => {
+            logging::init(&logging::Settings {
+                level: cli.log_level,
+                output: cli.output,
+                file: cli.logfile.as_deref(),
+                directory: cli.log_directory.as_deref(),
+                console_with_file: true,
+            })?;
+            return crate::server::run(action);
+        }
         Command::Action(Action::Help(args)) => return help::run(&[], &args),
         Command::Access {
             action: Action::Help(args),

@@ -78,3 +78,38 @@ pub async fn stop_signal() -> Signal {
         Err(_) => std::future::pending().await,
     }
 }
+
+/// While this lives, SIGINT and SIGTERM (Ctrl-C and Ctrl-Break on Windows)
+/// no longer end the process: for a step that must finish or be undone
+/// whole (`cfaccess server setup` writing sshd's files). Handlers stay
+/// installed after it is dropped, so use it near the end of a command.
+pub struct Deferred {
+    #[cfg(unix)]
+    _streams: Vec<tokio::signal::unix::Signal>,
+    #[cfg(windows)]
+    _streams: (
+        Option<tokio::signal::windows::CtrlC>,
+        Option<tokio::signal::windows::CtrlBreak>,
+    ),
+}
+
+/// Installs [`Deferred`]'s handlers; call within the runtime.
+pub fn defer_stops() -> Deferred {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        Deferred {
+            _streams: [SignalKind::interrupt(), SignalKind::terminate()]
+                .into_iter()
+                .filter_map(|kind| signal(kind).ok())
+                .collect(),
+        }
+    }
+    #[cfg(windows)]
+    {
+        use tokio::signal::windows::{ctrl_break, ctrl_c};
+        Deferred {
+            _streams: (ctrl_c().ok(), ctrl_break().ok()),
+        }
+    }
+}
