@@ -22,6 +22,11 @@ use crate::error::WithHint;
 
 /// Runs `cfaccess server <action>`.
 pub fn run(action: ServerAction) -> anyhow::Result<ExitCode> {
+    if cfg!(windows) {
+        return Err(anyhow::anyhow!(
+            "cfaccess server runs on the Linux or macOS machine behind Access; Windows' OpenSSH server is not supported"
+        ));
+    }
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -175,7 +180,7 @@ fn parse_map(text: &str) -> Result<(String, String), UsageError> {
     Ok((user.to_owned(), principal))
 }
 
-#[cfg(test)]
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 

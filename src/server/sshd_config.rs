@@ -1129,7 +1129,8 @@ fn check_name(what: &'static str, value: &str, lenient: bool) -> Result<(), Plan
     }
 }
 
-#[cfg(test)]
+// sshd's paths are Unix paths (`cfaccess server` refuses to run on Windows)
+#[cfg(all(test, unix))]
 mod tests {
     use super::*;
 
