@@ -265,3 +265,6 @@ pub fn capture_name(id: &str) -> String {
 pub fn part_name(id: &str) -> String {
     format!("{id}.capture.part")
 }
+
+#[cfg(test)]
+mod tests;
