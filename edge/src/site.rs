@@ -60,6 +60,8 @@ pub(crate) struct App {
     pub origin: Option<String>,
     /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
+    /// `browser_rendering = "ssh"`: `/` is a terminal on the origin.
+    pub browser_rendering: bool,
 }
 
 /// A service token.
@@ -123,6 +125,7 @@ impl Site {
                 service_tokens: app.service_tokens.clone(),
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
+                browser_rendering: app.browser_rendering.is_some(),
             });
         }
         if generated {

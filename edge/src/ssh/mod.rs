@@ -5,3 +5,5 @@ pub mod ca;
 pub(crate) mod cert_sign;
 pub mod logs;
 pub(crate) mod origin;
+pub(crate) mod page;
+pub(crate) mod terminal;

@@ -263,11 +263,6 @@ impl Origin {
             .disconnect(Disconnect::ByApplication, "session ended", "en")
             .await;
     }
-
-    /// Whether the connection has ended.
-    pub fn is_closed(&self) -> bool {
-        self.handle.is_closed()
-    }
 }
 
 impl OriginChannel {
