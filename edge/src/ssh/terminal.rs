@@ -197,8 +197,8 @@ pub(crate) async fn session(
 }
 
 /// The app's command-log key, if logging is on.
-fn log_key(_app: &App) -> Option<Result<logs::LogKey, String>> {
-    None
+fn log_key(app: &App) -> Option<Result<logs::LogKey, String>> {
+    app.ssh_log_key.clone().map(Ok)
 }
 
 /// `cols` and `rows` from the query, within bounds.

@@ -13,6 +13,7 @@ mod hardening;
 mod login;
 mod org_exchange;
 mod process;
+mod ssh_logs;
 mod terminal;
 mod tokens;
 mod ws;

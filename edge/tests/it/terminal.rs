@@ -366,3 +366,65 @@ async fn no_cookie_or_another_users_refused_before_the_upgrade() {
     let page = t.get(&format!("https://{APP}/"), &[]).await;
     assert_eq!(page.status(), 302);
 }
+
+#[tokio::test]
+async fn with_logging_on_the_session_is_captured_and_decrypts() {
+    use access_edge::ssh::logs::{Capture, LogSecret, Source, generate_key_pair};
+    let keys = tempfile::tempdir().unwrap();
+    let key_path = keys.path().join("log");
+    let (public, _) = generate_key_pair(&key_path).unwrap();
+    let port = free_port();
+    let mut config = Config::demo();
+    config.apps[0].origin = Some(format!("127.0.0.1:{port}"));
+    config.apps[0].ssh_log_public_key = Some(public.to_base64());
+    let t = TestEdge::start(config).await;
+    let ca = t.edge.generate_ca(APP, CaKeyType::Ed25519).unwrap();
+    let _sshd = Sshd::trusting(port, &ca);
+    let user = current_user();
+    let cookie = cookie_for(&t, &format!("{user}@example.com"), Duration::from_secs(300));
+    let mut ws = open_session(&t, &cookie, 90, 20).await;
+    let mut screen = ready(&mut ws).await;
+    ws.tx
+        .binary(b"echo logged-$((6*7))\nexit 3\n", 4096)
+        .await
+        .unwrap();
+    read_until(&mut ws, &mut screen, |s| s.last("exit").is_some()).await;
+    assert_eq!(screen.last("exit").unwrap()["status"], 3);
+
+    let logs = t.edge.state_dir().join("ssh-logs");
+    let mut captures = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while captures.is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "no capture in {}",
+            logs.display()
+        );
+        captures = std::fs::read_dir(&logs)
+            .map(|d| {
+                d.flatten()
+                    .map(|e| e.path())
+                    .filter(|p| p.extension().is_some_and(|x| x == "capture"))
+                    .collect()
+            })
+            .unwrap_or_default();
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let secret = LogSecret::read(&key_path).unwrap();
+    let capture = Capture::open(&captures[0], &secret).unwrap();
+    let from = |source: Source| {
+        capture
+            .packets
+            .iter()
+            .filter(|p| p.source == source)
+            .flat_map(|p| p.data.clone())
+            .collect::<Vec<u8>>()
+    };
+    let typed = String::from_utf8_lossy(&from(Source::Client)).into_owned();
+    let shown = String::from_utf8_lossy(&from(Source::Origin)).into_owned();
+    assert!(typed.contains("echo logged-$((6*7))"), "{typed}");
+    assert!(shown.contains("logged-42"), "{shown}");
+    let pty = capture.header.pty.as_ref().unwrap();
+    assert_eq!((pty.width, pty.height), (90, 20));
+    assert_eq!(capture.header.exit_data.as_ref().unwrap().status, Some(3));
+}
