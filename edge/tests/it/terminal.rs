@@ -194,7 +194,10 @@ async fn a_shell_runs_whoami_follows_resizes_and_reports_its_exit_status() {
 
     // The page itself, then the session.
     let page = t
-        .get(&format!("https://{APP}/"), &[("cookie", &cookie)])
+        .get(
+            &format!("https://{APP}/"),
+            &[("cookie", &cookie), ("accept", "text/html,*/*")],
+        )
         .await;
     assert_eq!(page.status(), 200);
     let csp = header(&page, "content-security-policy").unwrap().to_owned();
