@@ -61,11 +61,9 @@ pub(crate) struct App {
     pub origin: Option<String>,
     /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
+    /// `browser_rendering = "ssh"`: `/` is a terminal on the origin.
+    pub browser_rendering: bool,
     /// Its terminal sessions are logged, sealed for this key.
-    #[allow(
-        dead_code,
-        reason = "read by the browser terminal and audit_ssh sessions (issue 14)"
-    )]
     pub ssh_log_key: Option<LogKey>,
 }
 
@@ -130,6 +128,7 @@ impl Site {
                 service_tokens: app.service_tokens.clone(),
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
+                browser_rendering: app.browser_rendering.is_some(),
                 // Validated with the config: a key that does not parse is
                 // refused before the site is built.
                 ssh_log_key: app

@@ -81,6 +81,17 @@ pub(crate) async fn request(
         Endpoint::AppRequest
     });
 
+    // A browser-rendered app's root is the terminal page for a browser (a
+    // page navigation: it asks for HTML); a token check, a service token and
+    // clients such as `cfaccess curl` get the demo origin as before.
+    if app.browser_rendering
+        && !token_check
+        && uri.path() == "/"
+        && header_str(headers, "accept").is_some_and(|a| a.contains("text/html"))
+        && let Some(page) = crate::ssh::terminal::index(&edge, app, headers)
+    {
+        return page;
+    }
     match authenticate(&edge, app, headers) {
         Ok(Some(principal)) => origin(app, principal, uri.path()),
         Ok(None) => discovery::login_redirect(&edge, app, &target.host, path_and_query, false),
