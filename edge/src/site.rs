@@ -60,6 +60,8 @@ pub(crate) struct App {
     pub origin: Option<String>,
     /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
+    /// `audit_ssh`: the edge terminates SSH and records it.
+    pub audit_ssh: bool,
 }
 
 /// A service token.
@@ -123,6 +125,7 @@ impl Site {
                 service_tokens: app.service_tokens.clone(),
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
+                audit_ssh: app.audit_ssh,
             });
         }
         if generated {

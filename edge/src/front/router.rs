@@ -55,6 +55,10 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
                 get(login_page::show).post(login_page::submit),
             )
             .route("/cdn-cgi/access/authorized", get(org_exchange::authorized))
+            .route(
+                "/cdn-cgi/access/ssh/host-ca",
+                get(crate::ssh::audit::host_ca),
+            )
             .fallback(app_host::request)
             .with_state(edge.clone()),
         auth: Router::new()
