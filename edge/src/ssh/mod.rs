@@ -1,4 +1,5 @@
-//! Short-lived SSH certificates: each app's CA and `cert_sign`.
+//! SSH: each app's CA and `cert_sign`; the edge as SSH client of an app's
+//! origin, and the browser terminal on top of it.
 
 pub(crate) mod audit;
 pub mod ca;
