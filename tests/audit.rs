@@ -59,12 +59,19 @@ impl World {
     /// The real ssh through `cfaccess access ssh`, checking the host key
     /// strictly against the known_hosts cfaccess wrote.
     fn ssh(&self, args: &[&str]) -> Command {
+        self.ssh_logging("ERROR", args)
+    }
+
+    /// The same, with ssh's own messages down to `level`.
+    fn ssh_logging(&self, level: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!("LogLevel={level}"))
             .args(["-o", "StrictHostKeyChecking=yes"])
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
-            .args(["-o", "GlobalKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"])
+            .args(["-o", "GlobalKnownHostsFile=/dev/null"])
             .args(["-o", "ConnectTimeout=30", "-o", "IdentitiesOnly=yes"])
             .args(["-o", "IdentityFile=none"])
             .arg("-o")
@@ -93,11 +100,13 @@ fn ssh_config_installs_the_edges_host_ca_for_an_audited_app() {
         line.starts_with(&format!("@cert-authority {APP_HOST} ssh-ed25519 ")),
         "{known}"
     );
-    let ca = std::fs::read_to_string(world.env.edge.state_dir().join("ssh-audit/host-ca.pub"))
-        .unwrap();
+    let ca =
+        std::fs::read_to_string(world.env.edge.state_dir().join("ssh-audit/host-ca.pub")).unwrap();
     assert!(line.ends_with(ca.trim()), "{line} / {ca}");
     // again: nothing added twice
-    let again = world.env.run(&["ssh-config", "--hostname", APP_HOST, "--install"]);
+    let again = world
+        .env
+        .run(&["ssh-config", "--hostname", APP_HOST, "--install"]);
     again.success();
     assert_eq!(std::fs::read_to_string(&world.known_hosts).unwrap(), known);
 }
@@ -105,14 +114,26 @@ fn ssh_config_installs_the_edges_host_ca_for_an_audited_app() {
 #[test]
 fn an_audited_exec_and_pty_session_run_through_the_edge() {
     let world = world(true);
-    let run = world.run(&[APP_HOST, "echo audited-$((6*7)); echo to-stderr >&2; exit 3"]);
+    let run = world.run(&[
+        APP_HOST,
+        "echo audited-$((6*7)); echo to-stderr >&2; exit 3",
+    ]);
     assert_eq!(run.code, Some(3), "{}", run.stderr);
     assert_eq!(run.stdout.trim(), "audited-42", "{}", run.stderr);
     assert!(run.stderr.contains("to-stderr"), "{}", run.stderr);
 
     // -tt: a PTY even with no terminal here; the origin sees a tty
-    let run = world.run(&["-tt", APP_HOST, "tty; echo cols=$(tput -T xterm cols 2>/dev/null || stty size)"]);
-    assert!(run.stdout.contains("/dev/pts/"), "{} / {}", run.stdout, run.stderr);
+    let run = world.run(&[
+        "-tt",
+        APP_HOST,
+        "tty; echo cols=$(tput -T xterm cols 2>/dev/null || stty size)",
+    ]);
+    assert!(
+        run.stdout.contains("/dev/pts/"),
+        "{} / {}",
+        run.stdout,
+        run.stderr
+    );
     assert!(run.code == Some(0), "{}", run.stderr);
 }
 
@@ -138,7 +159,16 @@ fn port_forwarding_is_refused_with_the_reason() {
     let local = free_port();
     let errors = world.env.tmp.path().join("ssh-L.err");
     let child = world
-        .ssh(&["-N", "-L", &format!("127.0.0.1:{local}:127.0.0.1:9"), APP_HOST])
+        // "open failed" is an INFO message of ssh's
+        .ssh_logging(
+            "INFO",
+            &[
+                "-N",
+                "-L",
+                &format!("127.0.0.1:{local}:127.0.0.1:9"),
+                APP_HOST,
+            ],
+        )
         .stderr(std::fs::File::create(&errors).unwrap())
         .stdout(Stdio::null())
         .spawn()
@@ -152,7 +182,8 @@ fn port_forwarding_is_refused_with_the_reason() {
     // the forwarded connection is closed at once, nothing carried
     let mut got = Vec::new();
     let mut conn = conn.unwrap();
-    conn.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
     let _ = conn.read_to_end(&mut got);
     assert!(got.is_empty());
     wait_for(Duration::from_secs(30), "ssh to report the refusal", || {
@@ -175,7 +206,9 @@ fn agent_forwarding_is_refused_and_the_session_goes_on() {
         .spawn()
         .unwrap();
     let _agent = KillOnDrop(agent);
-    wait_for(Duration::from_secs(10), "ssh-agent to listen", || sock.exists());
+    wait_for(Duration::from_secs(10), "ssh-agent to listen", || {
+        sock.exists()
+    });
     let mut cmd = world.ssh(&["-A", APP_HOST, "echo agent=${SSH_AUTH_SOCK:-none}"]);
     cmd.env("SSH_AUTH_SOCK", &sock);
     let run = run_with_deadline(cmd, Duration::from_secs(60));
@@ -195,10 +228,18 @@ fn a_plain_app_gets_no_host_ca_line_and_ssh_reaches_the_origin_itself() {
     assert!(!world.known_hosts.exists());
     let printed = world.env.run(&["ssh-config", "--hostname", APP_HOST]);
     printed.success();
-    assert!(!printed.stderr.contains("@cert-authority"), "{}", printed.stderr);
+    assert!(
+        !printed.stderr.contains("@cert-authority"),
+        "{}",
+        printed.stderr
+    );
     // the origin's own host key: unknown to the known_hosts, so strict
     // checking refuses it, as it would without cfaccess
     let run = world.run(&[APP_HOST, "true"]);
     assert_eq!(run.code, Some(255));
-    assert!(run.stderr.contains("Host key verification failed"), "{}", run.stderr);
+    assert!(
+        run.stderr.contains("Host key verification failed"),
+        "{}",
+        run.stderr
+    );
 }

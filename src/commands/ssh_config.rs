@@ -213,7 +213,12 @@ fn audited_host_line(hostname: &str) -> Option<String> {
         .enable_all()
         .build()
         .ok()?;
-    let text = runtime.block_on(async { tokio::time::timeout(HOST_CA_WAIT, fetch).await.ok().flatten() });
+    let text = runtime.block_on(async {
+        tokio::time::timeout(HOST_CA_WAIT, fetch)
+            .await
+            .ok()
+            .flatten()
+    });
     runtime.shutdown_background();
     let text = text?;
     host_ca_line(hostname, &text)
@@ -230,7 +235,9 @@ fn host_ca_line(hostname: &str, text: &str) -> Option<String> {
             .next()
             .is_some_and(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-"))
         && words.next().is_some_and(|k| {
-            !k.is_empty() && k.chars().all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
         })
         && words.next().is_none();
     ok.then(|| line.to_owned())
@@ -243,7 +250,10 @@ fn install_known_host(hostname: &str, line: &str) -> anyhow::Result<()> {
     let old = read(&file)?.unwrap_or_default();
     let prefix = format!("@cert-authority {hostname} ");
     if old.lines().any(|l| l == line) {
-        eprintln!("Up to date: the host CA line for {hostname} in {}.", file.display());
+        eprintln!(
+            "Up to date: the host CA line for {hostname} in {}.",
+            file.display()
+        );
         return Ok(());
     }
     let mut text: String = old
@@ -254,7 +264,10 @@ fn install_known_host(hostname: &str, line: &str) -> anyhow::Result<()> {
     text.push_str(line);
     text.push('\n');
     write(&file, &text)?;
-    eprintln!("Added the host CA line for {hostname} (an audited app) to {}.", file.display());
+    eprintln!(
+        "Added the host CA line for {hostname} (an audited app) to {}.",
+        file.display()
+    );
     Ok(())
 }
 
@@ -358,7 +371,10 @@ mod tests {
     #[test]
     fn only_a_host_ca_line_for_the_host_is_taken() {
         let line = "@cert-authority h.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x";
-        assert_eq!(host_ca_line("h.test", &format!("{line}\n")).as_deref(), Some(line));
+        assert_eq!(
+            host_ca_line("h.test", &format!("{line}\n")).as_deref(),
+            Some(line)
+        );
         assert_eq!(host_ca_line("other.test", line), None);
         assert_eq!(host_ca_line("h.test", &format!("{line} extra")), None);
         assert_eq!(host_ca_line("h.test", "<html>a login page</html>"), None);
