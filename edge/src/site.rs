@@ -12,6 +12,7 @@ use crate::auth::policy::EmailPattern;
 use crate::error::EdgeError;
 use crate::ops::config::Config;
 use crate::ops::state::{StateDir, files};
+use crate::ssh::logs::LogKey;
 
 /// The login service (token transfer) name.
 pub const LOGIN_SERVICE: &str = "login.cloudflareaccess.org";
@@ -62,6 +63,8 @@ pub(crate) struct App {
     pub destinations: Vec<String>,
     /// `audit_ssh`: the edge terminates SSH and records it.
     pub audit_ssh: bool,
+    /// Its terminal sessions are logged, sealed for this key.
+    pub ssh_log_key: Option<LogKey>,
 }
 
 /// A service token.
@@ -126,6 +129,12 @@ impl Site {
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
                 audit_ssh: app.audit_ssh,
+                // Validated with the config: a key that does not parse is
+                // refused before the site is built.
+                ssh_log_key: app
+                    .ssh_log_public_key
+                    .as_deref()
+                    .and_then(|k| LogKey::from_base64(k).ok()),
             });
         }
         if generated {

@@ -272,8 +272,7 @@ async fn audited(
             client_addr: String::new(),
             origin_addr: destination,
             logs_dir: edge.state.path().join("ssh-logs"),
-            // the app's `ssh_log_public_key` (ssh::logs)
-            log_key: None,
+            log_key: app.ssh_log_key.clone(),
             origin,
         },
     ))
