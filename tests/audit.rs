@@ -28,12 +28,18 @@ struct World {
 /// current user, in front of an sshd trusting only the app's CA; the login
 /// and `ssh-config --install` done.
 fn world(audited: bool) -> World {
+    world_logging(audited, None)
+}
+
+/// The same, logging sessions for `log_key` (base64) when given.
+fn world_logging(audited: bool, log_key: Option<String>) -> World {
     let port = free_port();
     let email = format!("{}@example.com", current_user());
     let env = TestEnv::with(|opts| {
         opts.auto_approve = Some(email.clone());
         opts.config.apps[0].origin = Some(format!("127.0.0.1:{port}"));
         opts.config.apps[0].audit_ssh = audited;
+        opts.config.apps[0].ssh_log_public_key = log_key;
     });
     let ca = env.edge.generate_ca(APP_HOST, CaKeyType::Ecdsa).unwrap();
     let sshd = Sshd::trusting_ca(port, &env.tmp.path().join("ca_keys"), &ca);
@@ -242,4 +248,41 @@ fn a_plain_app_gets_no_host_ca_line_and_ssh_reaches_the_origin_itself() {
         "{}",
         run.stderr
     );
+}
+
+#[test]
+fn an_audited_session_is_recorded_and_its_capture_decrypts() {
+    use access_edge::ssh::logs::{Capture, LogSecret, Source, generate_key_pair};
+    let keys = tempfile::tempdir().unwrap();
+    let (public, _) = generate_key_pair(&keys.path().join("log")).unwrap();
+    let world = world_logging(true, Some(public.to_base64()));
+    let run = world.run(&[APP_HOST, "echo audited-$((6*7)); exit 3"]);
+    assert_eq!(run.code, Some(3), "{}", run.stderr);
+    let logs = world.env.edge.state_dir().join("ssh-logs");
+    let mut capture = None;
+    wait_for(Duration::from_secs(30), "the capture to be sealed", || {
+        capture = std::fs::read_dir(&logs).ok().and_then(|dir| {
+            dir.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "capture"))
+        });
+        capture.is_some()
+    });
+    let secret = LogSecret::read(&keys.path().join("log")).unwrap();
+    let capture = Capture::open(&capture.unwrap(), &secret).unwrap();
+    assert_eq!(capture.header.pty, None);
+    assert_eq!(capture.header.exit_data.as_ref().and_then(|e| e.status), Some(3));
+    let from_origin: Vec<u8> = capture
+        .packets
+        .iter()
+        .filter(|p| p.source == Source::Origin && p.code == 94)
+        .flat_map(|p| p.data.clone())
+        .collect();
+    assert_eq!(String::from_utf8_lossy(&from_origin), "audited-42\n");
+    let index = std::fs::read_to_string(logs.join("index.jsonl")).unwrap();
+    let line: serde_json::Value = serde_json::from_str(index.lines().next().unwrap()).unwrap();
+    assert_eq!(line["email"], format!("{}@example.com", current_user()));
+    assert_eq!(line["app"], APP_HOST);
+    assert_eq!(line["program"], "exec");
+    assert_eq!(line["exit_status"], 3);
 }
