@@ -70,16 +70,24 @@ impl World {
 
     /// The same, with ssh's own messages down to `level`.
     fn ssh_logging(&self, level: &str, args: &[&str]) -> Command {
+        self.ssh_with(level, "yes", args)
+    }
+
+    /// The same, with ssh's `StrictHostKeyChecking` at `check`.
+    fn ssh_with(&self, level: &str, check: &str, args: &[&str]) -> Command {
         let mut cmd = Command::new("ssh");
         cmd.args(["-F", "/dev/null", "-o", "BatchMode=yes"])
             .arg("-o")
             .arg(format!("LogLevel={level}"))
-            .args(["-o", "StrictHostKeyChecking=yes"])
+            .arg("-o")
+            .arg(format!("StrictHostKeyChecking={check}"))
             .arg("-o")
             .arg(format!("UserKnownHostsFile={}", self.known_hosts.display()))
             .args(["-o", "GlobalKnownHostsFile=/dev/null"])
             .args(["-o", "ConnectTimeout=30", "-o", "IdentitiesOnly=yes"])
-            .args(["-o", "IdentityFile=none"])
+            // no key, unless ssh-gen made the short-lived one (a plain app's origin wants it)
+            .arg("-o")
+            .arg(format!("IdentityFile={}", self.identity()))
             .arg("-o")
             .arg(format!(
                 "ProxyCommand={} access ssh --hostname %h",
@@ -90,6 +98,15 @@ impl World {
         self.env.isolate(&mut cmd);
         cmd.args(args);
         cmd
+    }
+
+    fn identity(&self) -> String {
+        let key = self.env.dir.join(format!("{APP_HOST}-cf_key"));
+        if key.exists() {
+            key.display().to_string()
+        } else {
+            "none".to_owned()
+        }
     }
 
     fn run(&self, args: &[&str]) -> Run {
@@ -271,7 +288,10 @@ fn an_audited_session_is_recorded_and_its_capture_decrypts() {
     let secret = LogSecret::read(&keys.path().join("log")).unwrap();
     let capture = Capture::open(&capture.unwrap(), &secret).unwrap();
     assert_eq!(capture.header.pty, None);
-    assert_eq!(capture.header.exit_data.as_ref().and_then(|e| e.status), Some(3));
+    assert_eq!(
+        capture.header.exit_data.as_ref().and_then(|e| e.status),
+        Some(3)
+    );
     let from_origin: Vec<u8> = capture
         .packets
         .iter()
@@ -285,4 +305,46 @@ fn an_audited_session_is_recorded_and_its_capture_decrypts() {
     assert_eq!(line["app"], APP_HOST);
     assert_eq!(line["program"], "exec");
     assert_eq!(line["exit_status"], 3);
+}
+
+/// Bench hook (for bench.py, issue 14): the median wall time of
+/// `ssh host true` through an audited app against a plain one, each run
+/// `CFACCESS_BENCH_RUNS` times (default 5). Ignored in the normal run:
+/// `cargo test --release --test audit bench_ -- --ignored --nocapture`
+/// prints one JSON line, `{"plain_ms":…,"audited_ms":…,"added_ms":…}`.
+#[test]
+#[ignore = "a measurement, run by the bench suite"]
+fn bench_audited_against_plain_exec() {
+    let runs: usize = std::env::var("CFACCESS_BENCH_RUNS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    let median = |audited: bool| {
+        let world = world(audited);
+        if !audited {
+            world
+                .env
+                .run(&["access", "ssh-gen", "--hostname", APP_HOST])
+                .success();
+        }
+        // a plain app's origin host key is learnt on first use, as a user's is
+        let mut times: Vec<f64> = (0..=runs)
+            .map(|_| {
+                let start = std::time::Instant::now();
+                let cmd = world.ssh_with("ERROR", "accept-new", &[APP_HOST, "true"]);
+                let run = run_with_deadline(cmd, Duration::from_secs(60));
+                assert_eq!(run.code, Some(0), "{}", run.stderr);
+                start.elapsed().as_secs_f64() * 1000.0
+            })
+            .collect();
+        times.remove(0); // the first run learns keys and warms caches
+        times.sort_by(f64::total_cmp);
+        times[times.len() / 2]
+    };
+    let plain = median(false);
+    let audited = median(true);
+    println!(
+        "{{\"plain_ms\":{plain:.1},\"audited_ms\":{audited:.1},\"added_ms\":{:.1}}}",
+        audited - plain
+    );
 }

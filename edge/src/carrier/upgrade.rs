@@ -268,7 +268,7 @@ async fn audited(
             app: app.hostname.clone(),
             host: host.to_owned(),
             email: email.clone(),
-            principal: audit::principal_of(email).to_owned(),
+            principal: origin.user().to_owned(),
             client_addr: String::new(),
             origin_addr: destination,
             logs_dir: edge.state.path().join("ssh-logs"),

@@ -38,7 +38,7 @@ pub(crate) struct Audited {
     pub host: String,
     /// The user the token names.
     pub email: String,
-    /// The Unix user at the origin: the email's local part.
+    /// The Unix user at the origin: the email's local part (`Origin::user`).
     pub principal: String,
     pub client_addr: String,
     pub origin_addr: String,
@@ -48,11 +48,6 @@ pub(crate) struct Audited {
     pub log_key: Option<LogKey>,
     /// The connection to the origin, made before the 101.
     pub origin: Origin,
-}
-
-/// The Unix user for `email`: its local part, as `cert_sign` names it.
-pub(crate) fn principal_of(email: &str) -> &str {
-    email.split_once('@').map_or(email, |(local, _)| local)
 }
 
 /// Serves SSH on `stream` until the client goes; one line on failure.
@@ -71,17 +66,21 @@ where
         nodelay: true,
         ..Default::default()
     };
+    let ctx = Arc::new(ctx);
     let handler = server::Server {
-        ctx: Arc::new(ctx),
+        ctx: ctx.clone(),
         user: None,
         channels: HashMap::new(),
     };
-    let running = russh::server::run_stream(Arc::new(config), stream, handler)
-        .await
-        .map_err(|e| format!("the SSH handshake failed: {e}"))?;
-    running
-        .await
-        .map_err(|e| format!("the SSH session failed: {e}"))
+    let served = match russh::server::run_stream(Arc::new(config), stream, handler).await {
+        Ok(running) => running
+            .await
+            .map_err(|e| format!("the SSH session failed: {e}")),
+        Err(e) => Err(format!("the SSH handshake failed: {e}")),
+    };
+    // The client is gone: nothing of its session stays open at the origin.
+    ctx.origin.disconnect().await;
+    served
 }
 
 /// The lines a refused feature prints on the client's terminal.

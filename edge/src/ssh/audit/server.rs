@@ -94,6 +94,14 @@ impl Server {
             return;
         }
         let _ = session.channel_success(channel);
+        if self.ctx.origin.is_closed() {
+            finish_with(
+                session.handle(),
+                channel,
+                "access-edge: the connection to the origin has ended".to_owned(),
+            );
+            return;
+        }
         let (tx, rx) = mpsc::channel(QUEUE);
         self.channels.insert(channel, State::Running(tx));
         tokio::spawn(relay(
