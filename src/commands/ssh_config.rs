@@ -198,10 +198,13 @@ const HOST_CA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
 /// `https://<host>/cdn-cgi/access/ssh/host-ca` (access-edge's route; docs/protocol.md
 /// 14.3). `None` for any other app, and when the edge cannot be asked:
 /// `ssh-config` works offline, and an app that is not audited needs no line.
+/// Only an access-edge serves the route, so only with an edge profile
+/// (`CFACCESS_EDGE`) is it asked: against Cloudflare, `ssh-config` stays
+/// the offline command it was.
 fn audited_host_line(hostname: &str) -> Option<String> {
-    let profile = super::edge_profile().ok()?;
+    let profile = super::edge_profile().ok()??;
     let fetch = async {
-        let client = crate::access::http::client(profile.as_ref()).ok()?;
+        let client = crate::access::http::client(Some(&profile)).ok()?;
         let url = format!("https://{hostname}/cdn-cgi/access/ssh/host-ca");
         let response = client.get(url).send().await.ok()?;
         if response.status() != reqwest::StatusCode::OK {
