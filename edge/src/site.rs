@@ -63,6 +63,8 @@ pub(crate) struct App {
     pub destinations: Vec<String>,
     /// `browser_rendering = "ssh"`: `/` is a terminal on the origin.
     pub browser_rendering: bool,
+    /// `audit_ssh`: the edge terminates SSH and records it.
+    pub audit_ssh: bool,
     /// Its terminal sessions are logged, sealed for this key.
     pub ssh_log_key: Option<LogKey>,
 }
@@ -129,6 +131,7 @@ impl Site {
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
                 browser_rendering: app.browser_rendering.is_some(),
+                audit_ssh: app.audit_ssh,
                 // Validated with the config: a key that does not parse is
                 // refused before the site is built.
                 ssh_log_key: app

@@ -66,13 +66,30 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
         block = install::with_app_path(&block, hostname, path, stem).map_err(hinted)?;
     }
 
+    // An audited app's edge is the ssh server: ssh trusts it by its host CA.
+    let host_ca = args
+        .hostname
+        .as_ref()
+        .and_then(|_| audited_host_line(hostname));
+
     if !args.install {
         eprintln!("Add this to your ~/.ssh/config (or run this command again with --install):");
         let mut out = std::io::stdout().lock();
         out.write_all(block.as_bytes())
             .and_then(|()| out.flush())
             .context("cannot write to stdout")?;
+        if let Some(line) = &host_ca {
+            eprintln!(
+                "{hostname} is an audited app: the edge answers ssh with its own host key. \
+                 Add this line to ~/.ssh/known_hosts (or run again with --install):\n{line}"
+            );
+        }
         return Ok(ExitCode::SUCCESS);
+    }
+    if let Some(line) = &host_ca
+        && !args.dry_run
+    {
+        install_known_host(hostname, line)?;
     }
 
     let file = match args.config {
@@ -173,6 +190,90 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// How long `ssh-config` waits for the edge to say whether the app is
+/// audited: an edge that is not there only costs this.
+const HOST_CA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// The `@cert-authority` line of an audited app, from
+/// `https://<host>/cdn-cgi/access/ssh/host-ca` (access-edge's route; docs/protocol.md
+/// 14.3). `None` for any other app, and when the edge cannot be asked:
+/// `ssh-config` works offline, and an app that is not audited needs no line.
+/// Only an access-edge serves the route, so only with an edge profile
+/// (`CFACCESS_EDGE`) is it asked: against Cloudflare, `ssh-config` stays
+/// the offline command it was.
+fn audited_host_line(hostname: &str) -> Option<String> {
+    let profile = super::edge_profile().ok()??;
+    let fetch = async {
+        let client = crate::access::http::client(Some(&profile)).ok()?;
+        let url = format!("https://{hostname}/cdn-cgi/access/ssh/host-ca");
+        let response = client.get(url).send().await.ok()?;
+        if response.status() != reqwest::StatusCode::OK {
+            return None;
+        }
+        response.text().await.ok()
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .ok()?;
+    let text = runtime.block_on(async {
+        tokio::time::timeout(HOST_CA_WAIT, fetch)
+            .await
+            .ok()
+            .flatten()
+    });
+    runtime.shutdown_background();
+    let text = text?;
+    host_ca_line(hostname, &text)
+}
+
+/// The one `@cert-authority <hostname> <key>` line in `text`, if that is
+/// what it is (a key type and base64, nothing else).
+fn host_ca_line(hostname: &str, text: &str) -> Option<String> {
+    let line = text.trim();
+    let mut words = line.split(' ');
+    let ok = words.next() == Some("@cert-authority")
+        && words.next() == Some(hostname)
+        && words
+            .next()
+            .is_some_and(|t| t.starts_with("ssh-") || t.starts_with("ecdsa-"))
+        && words.next().is_some_and(|k| {
+            !k.is_empty()
+                && k.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "+/=".contains(c))
+        })
+        && words.next().is_none();
+    ok.then(|| line.to_owned())
+}
+
+/// Puts `line` into `~/.ssh/known_hosts`, replacing an older
+/// `@cert-authority` line for `hostname` (a host CA made again).
+fn install_known_host(hostname: &str, line: &str) -> anyhow::Result<()> {
+    let file = ssh_dir()?.join("known_hosts");
+    let old = read(&file)?.unwrap_or_default();
+    let prefix = format!("@cert-authority {hostname} ");
+    if old.lines().any(|l| l == line) {
+        eprintln!(
+            "Up to date: the host CA line for {hostname} in {}.",
+            file.display()
+        );
+        return Ok(());
+    }
+    let mut text: String = old
+        .lines()
+        .filter(|l| !l.starts_with(&prefix))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    text.push_str(line);
+    text.push('\n');
+    write(&file, &text)?;
+    eprintln!(
+        "Added the host CA line for {hostname} (an audited app) to {}.",
+        file.display()
+    );
+    Ok(())
+}
+
 fn hinted(e: InstallError) -> anyhow::Error {
     let hint = e.hint().to_owned();
     anyhow::Error::new(crate::error::Hinted {
@@ -268,7 +369,20 @@ fn ssh_dir() -> anyhow::Result<PathBuf> {
 
 #[cfg(test)]
 mod tests {
-    use super::ssh_target;
+    use super::{host_ca_line, ssh_target};
+
+    #[test]
+    fn only_a_host_ca_line_for_the_host_is_taken() {
+        let line = "@cert-authority h.test ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB+x";
+        assert_eq!(
+            host_ca_line("h.test", &format!("{line}\n")).as_deref(),
+            Some(line)
+        );
+        assert_eq!(host_ca_line("other.test", line), None);
+        assert_eq!(host_ca_line("h.test", &format!("{line} extra")), None);
+        assert_eq!(host_ca_line("h.test", "<html>a login page</html>"), None);
+        assert_eq!(host_ca_line("h.test", &format!("{line}\n{line}")), None);
+    }
 
     #[test]
     fn hostnames_that_commands_would_read_as_syntax_are_refused() {

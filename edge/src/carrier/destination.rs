@@ -128,6 +128,7 @@ mod tests {
             origin: origin.map(str::to_owned),
             destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
             browser_rendering: false,
+            audit_ssh: false,
             ssh_log_key: None,
         }
     }

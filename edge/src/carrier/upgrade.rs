@@ -33,6 +33,8 @@ use crate::front::accept::Connection;
 use crate::front::app_host::{self, Principal};
 use crate::front::router::{AppHost, header_str};
 use crate::ops::counters::{ActiveGuard, Endpoint};
+use crate::ssh::audit::{self, host::HostIdentity};
+use crate::ssh::origin::{self, OriginTarget};
 
 /// How long dialling an origin may take before the upgrade gets a 502.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -95,6 +97,27 @@ pub(crate) async fn upgrade(
             );
         }
     };
+    if app.audit_ssh {
+        return match audited(&edge, app, &target.host, &principal, destination).await {
+            Ok(audited) => {
+                if let Some(connection) = request.extensions().get::<Connection>() {
+                    connection.carrier();
+                }
+                let session = Session {
+                    app: app.hostname.clone(),
+                    destination: audited.1.origin_addr.clone(),
+                    who: principal,
+                    active: edge.carried.start(),
+                };
+                tokio::spawn(carry_audited(edge.clone(), upgraded, audited, session));
+                switching.map(Body::new)
+            }
+            Err((status, problem)) => {
+                tracing::info!(app = %app.hostname, "no audited websocket: {problem}");
+                html::text(status, &format!("access-edge: {problem}"))
+            }
+        };
+    }
     let origin = match dial(&edge, &destination).await {
         Ok(origin) => origin,
         Err(problem) => {
@@ -198,6 +221,112 @@ async fn carry(
         () = work => {}
         _ = stopping.wait_for(|stopped| *stopped) => {
             tracing::debug!(app = %session.app, "the edge stops: carried connection dropped");
+        }
+    }
+    drop(session.active);
+}
+
+/// For an audited app: the edge's host identity and the connection to the
+/// origin as the token's user, made before the 101 so that a refusal is an
+/// HTTP answer `cfaccess` prints (docs/protocol.md 14.1).
+async fn audited(
+    edge: &EdgeState,
+    app: &crate::site::App,
+    host: &str,
+    principal: &Principal,
+    destination: String,
+) -> Result<(HostIdentity, audit::Audited), (StatusCode, String)> {
+    let Principal::User(email, expires) = principal else {
+        return Err((
+            StatusCode::FORBIDDEN,
+            format!(
+                "{} is an audited app: its SSH sessions are a user's, and a service token has no user; log in instead",
+                app.hostname
+            ),
+        ));
+    };
+    let identity = HostIdentity::load_or_create(edge.state.path())
+        .map_err(|e| (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    if edge.faults.origin_refused() {
+        return Err((
+            StatusCode::BAD_GATEWAY,
+            format!("the origin {destination} refused the connection (refuse_origin fault)"),
+        ));
+    }
+    let origin = origin::connect(OriginTarget {
+        app_hostname: &app.hostname,
+        origin: &destination,
+        email,
+        state_dir: edge.state.path(),
+        cert_validity: edge.settings().cert_validity,
+    })
+    .await
+    .map_err(|e| (StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok((
+        identity,
+        audit::Audited {
+            app: app.hostname.clone(),
+            host: host.to_owned(),
+            email: email.clone(),
+            principal: origin.user().to_owned(),
+            client_addr: String::new(),
+            origin_addr: destination,
+            logs_dir: edge.state.path().join("ssh-logs"),
+            log_key: app.ssh_log_key.clone(),
+            expires: *expires,
+            origin,
+        },
+    ))
+}
+
+/// Bytes the in-memory pipe between the carrier's relay and the SSH server
+/// holds in each direction.
+const PIPE: usize = 256 * 1024;
+
+/// An audited session: the relay carries the websocket into a pipe, and the
+/// SSH server serves on the pipe's other end.
+async fn carry_audited(
+    edge: Arc<EdgeState>,
+    upgraded: fastwebsockets::upgrade::UpgradeFut,
+    (identity, audited): (HostIdentity, audit::Audited),
+    session: Session,
+) {
+    let mut stopping = edge.stopping.clone();
+    let work = async {
+        let client = match tokio::time::timeout(UPGRADE_TIMEOUT, upgraded).await {
+            Ok(Ok(ws)) => ws.into_inner(),
+            Ok(Err(e)) => {
+                tracing::info!(app = %session.app, "the upgrade did not complete: {e}");
+                return;
+            }
+            Err(_) => {
+                tracing::info!(app = %session.app, "the upgrade did not complete in time");
+                return;
+            }
+        };
+        tracing::debug!(app = %session.app, origin = %session.destination, who = %session.who, "serving audited ssh");
+        let (relay_end, ssh_end) = tokio::io::duplex(PIPE);
+        let (pipe_read, pipe_write) = tokio::io::split(relay_end);
+        let relay = relay::relay(client, pipe_read, pipe_write, &edge.carried, &edge.faults);
+        let ssh = audit::serve(ssh_end, &identity, audited);
+        let (report, served) = tokio::join!(relay, ssh);
+        if let Err(e) = served {
+            tracing::info!(app = %session.app, who = %session.who, "audited ssh ended: {e}");
+        }
+        tracing::info!(
+            app = %session.app,
+            origin = %session.destination,
+            who = %session.who,
+            to_origin = report.to_origin,
+            to_client = report.to_client,
+            "audited connection ended: {}",
+            report.outcome
+        );
+    };
+    tokio::select! {
+        () = work => {}
+        _ = stopping.wait_for(|stopped| *stopped) => {
+            tracing::debug!(app = %session.app, "the edge stops: audited connection dropped");
         }
     }
     drop(session.active);

@@ -34,14 +34,15 @@ use crate::site::App;
 /// Who a request was let through as.
 #[derive(Debug)]
 pub(crate) enum Principal {
-    User(String),
+    /// A user, and when (unix seconds) the token that let them in expires.
+    User(String, u64),
     ServiceToken(String),
 }
 
 impl std::fmt::Display for Principal {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Principal::User(email) => f.write_str(email),
+            Principal::User(email, _) => f.write_str(email),
             Principal::ServiceToken(name) => write!(f, "service token {name}"),
         }
     }
@@ -120,7 +121,7 @@ pub(crate) fn authenticate(
     ];
     for token in candidates.into_iter().flatten() {
         match edge.tokens.verify(&edge.keys, &token, Kind::App, &app.aud) {
-            Ok(claims) => return Ok(Some(Principal::User(claims.email))),
+            Ok(claims) => return Ok(Some(Principal::User(claims.email, claims.exp))),
             Err(why) => tracing::debug!(app = %app.hostname, "app token refused: {why}"),
         }
     }
@@ -159,7 +160,7 @@ fn check_service_token(
 /// The demo origin: says who it saw.
 fn origin(app: &App, principal: Principal, path: &str) -> Response {
     let body = match principal {
-        Principal::User(email) => serde_json::json!({
+        Principal::User(email, _) => serde_json::json!({
             "email": email,
             "aud": app.aud,
             "path": path,

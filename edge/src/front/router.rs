@@ -63,6 +63,10 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
                 crate::ssh::terminal::SESSION,
                 get(crate::ssh::terminal::session),
             )
+            .route(
+                "/cdn-cgi/access/ssh/host-ca",
+                get(crate::ssh::audit::host_ca),
+            )
             .fallback(app_host::request)
             .with_state(edge.clone()),
         auth: Router::new()

@@ -140,6 +140,10 @@ pub struct AppConfig {
     /// too, the origin is where a request naming no destination goes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub destinations: Vec<String>,
+    /// Whether `ssh` through this app is audited: the edge terminates SSH
+    /// itself and records the session (docs/protocol.md 14).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub audit_ssh: bool,
     /// Its name in the Cloudflare API (default: the hostname).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
@@ -332,6 +336,7 @@ impl Config {
                 service_tokens: Vec::new(),
                 origin: Some("127.0.0.1:22".into()),
                 destinations: Vec::new(),
+                audit_ssh: false,
                 name: None,
                 zone_id: None,
                 ssh_log_public_key: None,

@@ -263,6 +263,11 @@ impl Origin {
             .disconnect(Disconnect::ByApplication, "session ended", "en")
             .await;
     }
+
+    /// Whether the connection has ended.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
 }
 
 impl OriginChannel {
@@ -292,6 +297,14 @@ impl OriginChannel {
                 return Some(event);
             }
         }
+    }
+
+    /// End of input (the client closed its stdin); output may still come.
+    pub async fn eof(&self) -> Result<(), OriginError> {
+        self.write
+            .eof()
+            .await
+            .map_err(|_| OriginError::Ssh("the session with the origin has ended".into()))
     }
 
     /// Sends EOF and closes the channel.
