@@ -249,6 +249,8 @@ fn a_bastion_reaches_allowed_destinations_only() {
     let sshd = Sshd::start(&[]);
     let env = TestEnv::with(|opts| {
         opts.config.apps[0].origin = None;
+        // a bastion has no one origin for a browser terminal
+        opts.config.apps[0].browser_rendering = None;
         opts.config.apps[0].destinations = vec![sshd.addr()];
     });
     let allowed = run(env.ssh(
