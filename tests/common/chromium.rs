@@ -512,8 +512,14 @@ fn leaf_spki_sha256(ca_pem: &str, name: &str, addr: std::net::SocketAddr) -> Str
 /// OPTIONAL, serialNumber, signature, issuer, validity, subject,
 /// subjectPublicKeyInfo, … }, … }` (RFC 5280 4.1).
 pub fn spki_of(der: &[u8]) -> Option<&[u8]> {
-    /// One DER element at the start of `input`: (tag, whole element, content, rest).
-    fn element(input: &[u8]) -> Option<(u8, &[u8], &[u8], &[u8])> {
+    /// One DER element at the start of some input.
+    struct Element<'a> {
+        tag: u8,
+        whole: &'a [u8],
+        content: &'a [u8],
+        rest: &'a [u8],
+    }
+    fn element(input: &[u8]) -> Option<Element<'_>> {
         let (&tag, rest) = input.split_first()?;
         let (&first, mut rest) = rest.split_first()?;
         let len = if first < 0x80 {
@@ -533,17 +539,22 @@ pub fn spki_of(der: &[u8]) -> Option<&[u8]> {
             return None;
         }
         let header = input.len() - rest.len();
-        Some((tag, &input[..header + len], &rest[..len], &rest[len..]))
+        Some(Element {
+            tag,
+            whole: &input[..header + len],
+            content: &rest[..len],
+            rest: &rest[len..],
+        })
     }
-    let (_, _, cert, _) = element(der)?;
-    let (_, _, mut tbs, _) = element(cert)?;
+    let cert = element(der)?.content;
+    let mut tbs = element(cert)?.content;
     if tbs.first() == Some(&0xa0) {
-        tbs = element(tbs)?.3; // the explicit version
+        tbs = element(tbs)?.rest; // the explicit version
     }
     // serialNumber, signature, issuer, validity, subject
     for _ in 0..5 {
-        tbs = element(tbs)?.3;
+        tbs = element(tbs)?.rest;
     }
-    let (tag, whole, _, _) = element(tbs)?;
-    (tag == 0x30).then_some(whole)
+    let spki = element(tbs)?;
+    (spki.tag == 0x30).then_some(spki.whole)
 }

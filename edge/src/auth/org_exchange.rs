@@ -171,7 +171,7 @@ pub(crate) async fn login(
     edge.counters.hit(Endpoint::OrgLogin);
     let (host, index, app) = match sign_in_app(&edge, &host, query.kid.as_deref()) {
         Ok(found) => found,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let org = cookie(&headers, "CF_Authorization").and_then(|token| {
         edge.tokens
@@ -204,22 +204,22 @@ fn sign_in_app<'a>(
     edge: &'a EdgeState,
     host: &str,
     kid: Option<&str>,
-) -> Result<(String, usize, &'a App), Response> {
+) -> Result<(String, usize, &'a App), Box<Response>> {
     let Some(host) = normalize_host(host.trim_end_matches('/')) else {
-        return Err(html::text(
+        return Err(Box::new(html::text(
             StatusCode::NOT_FOUND,
             "access-edge: no application named",
-        ));
+        )));
     };
     let (Some(index), Some(app)) = (edge.site.app_index(&host), edge.site.app_for_host(&host))
     else {
-        return Err(html::text(
+        return Err(Box::new(html::text(
             StatusCode::NOT_FOUND,
             &format!("access-edge: no Access application at {host}"),
-        ));
+        )));
     };
     if kid != Some(app.aud.as_str()) {
-        return Err(html::page(
+        return Err(Box::new(html::page(
             Page::BadRequest,
             "Invalid sign-in link",
             &format!(
@@ -227,7 +227,7 @@ fn sign_in_app<'a>(
                 escape(&host)
             ),
             None,
-        ));
+        )));
     }
     Ok((host, index, app))
 }
@@ -288,7 +288,7 @@ pub(crate) async fn sign_in(
     edge.counters.hit(Endpoint::OrgLogin);
     let (host, index, app) = match sign_in_app(&edge, &host, form.query.kid.as_deref()) {
         Ok(found) => found,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let key = sign_in_key(form.query.meta.as_deref());
     let nonce_cookie = cookie(&headers, &login_nonce::cookie_name(&key));
