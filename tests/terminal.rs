@@ -93,3 +93,45 @@ fn the_spki_is_found_in_a_certificate() {
     let spki = chromium::spki_of(cert.der()).unwrap();
     assert_eq!(spki, key.subject_public_key_info().as_slice());
 }
+
+/// Where the README's screenshots go.
+fn images_dir() -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images")
+}
+
+/// The box of the element `selector` grown by `margin` CSS pixels, for a crop.
+fn element_box(browser: &Chromium, selector: &str, margin: f64) -> (f64, f64, f64, f64) {
+    let rect = browser.eval(&format!(
+        "(() => {{ const r = document.querySelector({}).getBoundingClientRect(); \
+           return [r.x, r.y, r.width, r.height]; }})()",
+        serde_json::to_string(selector).unwrap()
+    ));
+    let n = |i: usize| rect[i].as_f64().expect("a number");
+    let (x, y) = ((n(0) - margin).max(0.0), (n(1) - margin).max(0.0));
+    (x, y, n(2) + 2.0 * margin, n(3) + 2.0 * margin)
+}
+
+/// Writes the README's screenshots: `cargo test --test terminal screenshots -- --ignored`.
+#[test]
+#[ignore = "writes docs/images/*.png: run it to refresh the README's screenshots"]
+fn screenshots() {
+    if !chromium::available("screenshots") {
+        return;
+    }
+    let env = edge();
+    let browser = Chromium::for_edge(&env.edge, 900, 1000);
+    // the light scheme, whatever the machine's
+    browser.call(
+        "Emulation.setEmulatedMedia",
+        serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
+    );
+    browser.navigate(&format!("{APP}/"));
+    browser.wait_until(
+        Duration::from_secs(20),
+        "the sign-in page",
+        "document.querySelector('form[data-access-edge=\"sign-in\"]') !== null",
+    );
+    let png = browser.screenshot(Some(element_box(&browser, "main", 24.0)));
+    std::fs::create_dir_all(images_dir()).unwrap();
+    std::fs::write(images_dir().join("login.png"), png).unwrap();
+}

@@ -393,7 +393,7 @@ impl Chromium {
 
     /// A PNG of the page's viewport, or of `clip` (x, y, width, height).
     pub fn screenshot(&self, clip: Option<(f64, f64, f64, f64)>) -> Vec<u8> {
-        let mut params = json!({ "format": "png" });
+        let mut params = json!({ "format": "png", "captureBeyondViewport": true });
         if let Some((x, y, width, height)) = clip {
             params["clip"] =
                 json!({ "x": x, "y": y, "width": width, "height": height, "scale": 1 });

@@ -413,7 +413,8 @@ fn sign_in_page(edge: &EdgeState, host: &str, app: usize, query: &LoginQuery) ->
     let choose = identity_choices(&edge.site.identities);
     let body = format!(
         "<h1>Sign in to {team}</h1>\n\
-         <p class=\"muted\">to reach <b>{host}</b> · <span class=\"mono\">{domain}</span></p>\n\
+         <p class=\"muted\">to reach <b>{host}</b></p>\n\
+         <dl class=\"facts\"><dt>Team</dt><dd>{team} <span class=\"muted mono\">{domain}</span></dd></dl>\n\
          <form method=\"post\" action=\"/cdn-cgi/access/login/{host}\" data-access-edge=\"sign-in\">\n{hidden}{choose}\
          <label class=\"other\" for=\"email_typed\">{other}</label>\n\
          <input type=\"email\" id=\"email_typed\" name=\"email_typed\" placeholder=\"you@example.com\" autocomplete=\"email\">\n\
