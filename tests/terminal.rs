@@ -7,9 +7,11 @@
 
 mod common;
 
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use common::chromium::{self, Chromium};
+use common::sshd::{self, Sshd};
 use common::*;
 
 const WIDTH: u32 = 1000;
@@ -95,8 +97,8 @@ fn the_spki_is_found_in_a_certificate() {
 }
 
 /// Where the README's screenshots go.
-fn images_dir() -> std::path::PathBuf {
-    std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images")
+fn images_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/images")
 }
 
 /// The box of the element `selector` grown by `margin` CSS pixels, for a crop.
@@ -134,4 +136,362 @@ fn screenshots() {
     let png = browser.screenshot(Some(element_box(&browser, "main", 24.0)));
     std::fs::create_dir_all(images_dir()).unwrap();
     std::fs::write(images_dir().join("login.png"), png).unwrap();
+}
+
+// --- the terminal ----------------------------------------------------------
+
+/// The page's terminal text, row by row, as assistive technology reads it
+/// (xterm.js's screen-reader tree; its DOM renderer's rows if there is none).
+const SCREEN: &str = "(() => {
+    const tree = document.querySelector('#terminal .xterm-accessibility-tree');
+    const rows = tree && tree.children.length
+        ? [...tree.children]
+        : [...document.querySelectorAll('#terminal .xterm-rows > div')];
+    return rows.map(r => r.textContent.replace(/\\u00a0/g, ' ').trimEnd()).join('\\n');
+})()";
+
+/// An edge whose demo app's origin is a real sshd trusting only the app's
+/// CA, and a browser in front of it; `None` (skipped) without Chromium.
+struct World {
+    env: TestEnv,
+    sshd: Option<Sshd>,
+    port: u16,
+    ca: String,
+    browser: Chromium,
+}
+
+impl World {
+    fn new(test: &str, change: impl FnOnce(&mut EdgeOptions)) -> Option<World> {
+        if !chromium::available(test) {
+            return None;
+        }
+        let port = sshd::free_port();
+        let env = TestEnv::with(|o| {
+            o.auto_approve = None;
+            o.config.apps[0].origin = Some(format!("127.0.0.1:{port}"));
+            change(o);
+        });
+        let ca = env
+            .edge
+            .generate_ca(APP_HOST, access_edge::CaKeyType::Ed25519)
+            .expect("the app's CA");
+        let browser = Chromium::for_edge(&env.edge, WIDTH, HEIGHT);
+        let mut world = World {
+            env,
+            sshd: None,
+            port,
+            ca,
+            browser,
+        };
+        world.start_sshd();
+        Some(world)
+    }
+
+    /// (Re)starts the origin's sshd on the same port, with a new host key.
+    fn start_sshd(&mut self) {
+        self.sshd = None;
+        let ca_file = self.env.tmp.path().join("trusted_ca");
+        self.sshd = Some(Sshd::trusting_ca(self.port, &ca_file, &self.ca));
+    }
+
+    /// The terminal's text.
+    fn screen(&self) -> String {
+        self.browser
+            .try_eval(SCREEN)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    }
+
+    /// Waits until the terminal's text satisfies `cond`, and returns it.
+    fn wait_screen(&self, what: &str, cond: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let text = self.screen();
+            if cond(&text) {
+                return text;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; the terminal shows:\n{text}\nsshd: {}",
+                self.sshd.as_ref().map(Sshd::log_text).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(15));
+        }
+    }
+
+    /// Waits for the page's state (`open`, `ended`, `error`).
+    fn wait_state(&self, state: &str) {
+        self.browser.wait_until(
+            Duration::from_secs(30),
+            &format!("the terminal to be {state}"),
+            &format!("document.body.dataset.state === '{state}'"),
+        );
+    }
+
+    /// Opens the terminal signed in as `email`, and waits for the shell.
+    fn open_as(&self, email: &str) {
+        sign_in(&self.browser, email);
+        self.browser.wait_until(
+            Duration::from_secs(20),
+            "the terminal page",
+            &format!("location.href === '{APP}/' && document.getElementById('terminal') !== null"),
+        );
+    }
+
+    /// Types a line into the terminal.
+    fn type_line(&self, line: &str) {
+        self.browser
+            .eval("document.querySelector('#terminal textarea').focus(), true");
+        self.browser.insert_text(line);
+        self.browser.press_enter();
+    }
+
+    /// The overlay's title and message, once it shows.
+    fn overlay(&self) -> String {
+        self.browser
+            .wait_until(
+                Duration::from_secs(10),
+                "the end overlay",
+                "!document.getElementById('overlay').hidden && \
+                 document.getElementById('overlay').innerText",
+            )
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+/// The rows and columns of the page's terminal, from its DOM.
+fn dom_rows(browser: &Chromium) -> u64 {
+    browser
+        .eval("document.querySelectorAll('#terminal .xterm-rows > div').length")
+        .as_u64()
+        .unwrap_or(0)
+}
+
+/// `stty size`'s line (`ROWS COLS`) after a `clear`, as numbers.
+fn stty_size(world: &World) -> (u64, u64) {
+    world.type_line("clear; stty size");
+    let text = world.wait_screen("stty size", |t| {
+        t.lines().any(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts.len() == 2 && parts.iter().all(|p| p.parse::<u64>().is_ok())
+        })
+    });
+    let line = text
+        .lines()
+        .find(|l| {
+            let parts: Vec<&str> = l.split_whitespace().collect();
+            parts.len() == 2 && parts.iter().all(|p| p.parse::<u64>().is_ok())
+        })
+        .unwrap();
+    let mut parts = line.split_whitespace().map(|p| p.parse::<u64>().unwrap());
+    (parts.next().unwrap(), parts.next().unwrap())
+}
+
+/// The Unix user the tests run as, and the identity that maps to it.
+fn me() -> (String, String) {
+    let user = sshd::current_user();
+    let email = format!("{user}@example.com");
+    (user, email)
+}
+
+#[test]
+fn whoami_resize_and_exit_in_the_browser_terminal() {
+    let Some(world) = World::new("whoami_resize_and_exit", |_| {}) else {
+        return;
+    };
+    let (user, email) = me();
+    world.open_as(&email);
+    world.wait_state("open");
+    world.wait_screen("the shell's prompt", |t| !t.trim().is_empty());
+
+    world.type_line("whoami");
+    world.wait_screen("whoami's answer", |t| t.lines().any(|l| l.trim() == user));
+
+    let (rows, cols) = stty_size(&world);
+    assert_eq!(
+        rows,
+        dom_rows(&world.browser),
+        "the PTY has the page's rows"
+    );
+    world.browser.resize(WIDTH + 300, HEIGHT + 200);
+    world.browser.wait_until(
+        Duration::from_secs(10),
+        "the terminal to grow",
+        &format!("document.querySelectorAll('#terminal .xterm-rows > div').length > {rows}"),
+    );
+    let (bigger_rows, bigger_cols) = stty_size(&world);
+    assert!(
+        bigger_rows > rows && bigger_cols > cols,
+        "stty size follows the window: {rows}x{cols} then {bigger_rows}x{bigger_cols}"
+    );
+    assert_eq!(bigger_rows, dom_rows(&world.browser));
+
+    world.type_line("exit");
+    world.wait_state("ended");
+    let overlay = world.overlay();
+    assert!(overlay.contains("exit status 0"), "{overlay}");
+}
+
+#[test]
+fn a_user_outside_the_policy_is_refused_on_the_page() {
+    let Some(world) = World::new("a_user_outside_the_policy", |_| {}) else {
+        return;
+    };
+    sign_in(&world.browser, "mallory@elsewhere.test");
+    let text = world.browser.wait_until(
+        Duration::from_secs(20),
+        "the refusal",
+        "document.body && document.body.innerText.includes('is not allowed to reach') && document.body.innerText",
+    );
+    assert!(
+        text.as_str().unwrap().contains("mallory@elsewhere.test"),
+        "{text}"
+    );
+    assert!(world.browser.cookie(APP, "CF_Authorization").is_none());
+    // and the terminal is not reachable without signing in
+    world.browser.navigate(&format!("{APP}/"));
+    let href = world.browser.eval("location.href");
+    assert!(
+        href.as_str()
+            .unwrap()
+            .starts_with(&format!("https://{AUTH_DOMAIN}/")),
+        "{href}"
+    );
+}
+
+#[test]
+fn a_user_without_a_unix_account_gets_the_clear_page() {
+    let Some(world) = World::new("a_user_without_a_unix_account", |_| {}) else {
+        return;
+    };
+    let out = std::process::Command::new("id")
+        .arg("jdoe")
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "this test needs no Unix user jdoe here"
+    );
+    world.open_as("jdoe@example.com");
+    world.wait_state("error");
+    let overlay = world.overlay();
+    assert!(overlay.contains("no user jdoe on the server"), "{overlay}");
+}
+
+#[test]
+fn a_changed_host_key_of_the_origin_is_refused() {
+    let Some(mut world) = World::new("a_changed_host_key", |_| {}) else {
+        return;
+    };
+    let (user, email) = me();
+    world.open_as(&email);
+    world.wait_state("open");
+    world.type_line("whoami");
+    world.wait_screen("whoami's answer", |t| t.lines().any(|l| l.trim() == user));
+
+    // the same origin address, another host key
+    world.start_sshd();
+    world.browser.navigate(&format!("{APP}/"));
+    world.wait_state("error");
+    let overlay = world.overlay();
+    assert!(overlay.to_lowercase().contains("host key"), "{overlay}");
+    assert!(
+        !world
+            .sshd
+            .as_ref()
+            .unwrap()
+            .log_text()
+            .contains("Accepted publickey"),
+        "the edge must not log in to a host whose key changed"
+    );
+}
+
+// --- the benchmark's driver ---------------------------------------------------
+
+/// How many times `c` shows in the terminal's rendered rows (the DOM
+/// renderer's, drawn each frame; the screen-reader tree is debounced).
+const COUNT_FN: &str = "window.__count = (c) => \
+    [...document.querySelectorAll('#terminal .xterm-rows > div')] \
+        .map(r => r.textContent).join('').split(c).length - 1; true";
+
+/// The keystroke-to-echo time of the browser terminal, for bench/bench.py:
+/// each key is sent over the DevTools protocol (`Input.insertText`) and
+/// timed until the shell's echo of it is in the terminal's DOM. Prints
+/// `BENCH_JSON {"samples_s": […]}`. Needs the edge of the benchmarks:
+/// `CFACCESS_BENCH_PROFILE` (its profile), `CFACCESS_BENCH_EMAIL` (who signs
+/// in) and optionally `CFACCESS_BENCH_KEYS` (default 200).
+#[test]
+#[ignore = "a benchmark: bench/bench.py runs it against its own edge"]
+fn keystroke_to_echo() {
+    let (Some(profile), Some(email)) = (
+        std::env::var_os("CFACCESS_BENCH_PROFILE"),
+        std::env::var("CFACCESS_BENCH_EMAIL").ok(),
+    ) else {
+        eprintln!("skipping keystroke_to_echo: run by bench/bench.py (CFACCESS_BENCH_PROFILE)");
+        return;
+    };
+    if !chromium::available("keystroke_to_echo") {
+        return;
+    }
+    let keys: usize = std::env::var("CFACCESS_BENCH_KEYS")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(200);
+    let browser = Chromium::for_profile(Path::new(&profile), WIDTH, HEIGHT);
+    sign_in(&browser, &email);
+    browser.wait_until(
+        Duration::from_secs(30),
+        "the terminal to open",
+        "document.body.dataset.state === 'open' && \
+         document.querySelector('#terminal .xterm-rows').textContent.trim() !== ''",
+    );
+    browser.eval(COUNT_FN);
+    browser.eval("document.querySelector('#terminal textarea').focus(), true");
+    let mut samples = Vec::with_capacity(keys);
+    const BATCH: usize = 40;
+    for i in 0..keys {
+        if i % BATCH == 0 {
+            // a fresh screen: `clear`, then a no-op command line to type into
+            browser.insert_text("clear");
+            browser.press_enter();
+            browser.wait_until(
+                Duration::from_secs(10),
+                "the screen to clear",
+                "document.querySelector('#terminal .xterm-rows').textContent.trim() !== '' && \
+                 [...document.querySelectorAll('#terminal .xterm-rows > div')] \
+                    .filter(r => r.textContent.trim() !== '').length === 1",
+            );
+            browser.insert_text(": ");
+            browser.wait_until(
+                Duration::from_secs(10),
+                "the prompt's echo",
+                "window.__count(':') >= 1",
+            );
+        }
+        let c = char::from(b'a' + (i % 26) as u8);
+        browser.eval(&format!(
+            "window.__echo = new Promise(done => {{
+                const want = window.__count('{c}') + 1;
+                const rows = document.querySelector('#terminal .xterm-rows');
+                const seen = new MutationObserver(() => {{
+                    if (window.__count('{c}') >= want) {{ seen.disconnect(); done(true); }}
+                }});
+                seen.observe(rows, {{ subtree: true, childList: true, characterData: true }});
+            }}); true"
+        ));
+        let start = Instant::now();
+        browser.insert_text(&c.to_string());
+        browser.eval("window.__echo");
+        samples.push(start.elapsed().as_secs_f64());
+        if i % BATCH == BATCH - 1 || i == keys - 1 {
+            browser.press_enter();
+        }
+    }
+    println!(
+        "BENCH_JSON {}",
+        serde_json::json!({ "samples_s": samples, "keys": keys })
+    );
 }

@@ -83,8 +83,14 @@ impl Chromium {
     /// A browser whose every name of `edge`'s profile reaches the edge and
     /// whose certificates it trusts, with a window of `width`×`height`.
     pub fn for_edge(edge: &access_edge::Edge, width: u32, height: u32) -> Chromium {
-        let profile = cfaccess::access::edge_profile::EdgeProfile::load(&edge.profile_path())
-            .expect("the edge profile");
+        Chromium::for_profile(&edge.profile_path(), width, height)
+    }
+
+    /// [`Chromium::for_edge`] for the edge whose profile is at `path` (an edge
+    /// running as its own process: the benchmarks').
+    pub fn for_profile(path: &Path, width: u32, height: u32) -> Chromium {
+        let profile =
+            cfaccess::access::edge_profile::EdgeProfile::load(path).expect("the edge profile");
         let mut rules: Vec<String> = profile
             .hosts
             .iter()
@@ -369,6 +375,21 @@ impl Chromium {
         down["type"] = "keyDown".into();
         self.call("Input.dispatchKeyEvent", down);
         let mut up = key;
+        up["type"] = "keyUp".into();
+        self.call("Input.dispatchKeyEvent", up);
+    }
+
+    /// Presses and releases Ctrl and the letter `key` (`'l'` for Ctrl-L).
+    pub fn press_ctrl(&self, key: char) {
+        let upper = key.to_ascii_uppercase();
+        let event = json!({
+            "key": key.to_string(), "code": format!("Key{upper}"), "modifiers": 2,
+            "windowsVirtualKeyCode": upper as u32, "nativeVirtualKeyCode": upper as u32,
+        });
+        let mut down = event.clone();
+        down["type"] = "rawKeyDown".into();
+        self.call("Input.dispatchKeyEvent", down);
+        let mut up = event;
         up["type"] = "keyUp".into();
         self.call("Input.dispatchKeyEvent", up);
     }
