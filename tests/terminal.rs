@@ -117,25 +117,37 @@ fn element_box(browser: &Chromium, selector: &str, margin: f64) -> (f64, f64, f6
 #[test]
 #[ignore = "writes docs/images/*.png: run it to refresh the README's screenshots"]
 fn screenshots() {
-    if !chromium::available("screenshots") {
+    let Some(world) = World::new("screenshots", |_| {}) else {
         return;
-    }
-    let env = edge();
-    let browser = Chromium::for_edge(&env.edge, 900, 1000);
+    };
+    let browser = &world.browser;
     // the light scheme, whatever the machine's
     browser.call(
         "Emulation.setEmulatedMedia",
         serde_json::json!({ "features": [{ "name": "prefers-color-scheme", "value": "light" }] }),
     );
+    browser.resize(900, 1000);
     browser.navigate(&format!("{APP}/"));
     browser.wait_until(
         Duration::from_secs(20),
         "the sign-in page",
         "document.querySelector('form[data-access-edge=\"sign-in\"]') !== null",
     );
-    let png = browser.screenshot(Some(element_box(&browser, "main", 24.0)));
+    let png = browser.screenshot(Some(element_box(browser, "main", 24.0)));
     std::fs::create_dir_all(images_dir()).unwrap();
     std::fs::write(images_dir().join("login.png"), png).unwrap();
+
+    browser.resize(860, 520);
+    let (user, email) = me();
+    world.open_as(&email);
+    world.wait_state("open");
+    world.wait_screen("the shell's prompt", |t| !t.trim().is_empty());
+    world.type_line("whoami; uname -sr; stty size");
+    world.wait_screen("the commands' output", |t| {
+        t.lines().any(|l| l.trim() == user)
+    });
+    let png = browser.screenshot(None);
+    std::fs::write(images_dir().join("terminal.png"), png).unwrap();
 }
 
 // --- the terminal ----------------------------------------------------------
