@@ -42,6 +42,8 @@ Files in the state dir:
                               made by `access-edge ca generate` or the API's POST
   account-id                  the Cloudflare API's account id (configured, else
                               generated once)
+  ssh-logs/                   SSH command logs of apps with ssh_log_public_key:
+                              <id>.capture (sealed), index.jsonl; see ssh-logs
   api-token                   the API token the edge made (0600) when the config
                               has no api_tokens or api_keys; also in profile.json
 
@@ -209,6 +211,77 @@ pub enum Command {
     /// or clear the faults); it lasts until cleared or the edge stops
     #[command(subcommand, after_help = FAULT_HELP)]
     Fault(FaultCommand),
+    /// SSH command logs: the key pair they are sealed for, the sessions
+    /// logged, and playing one back
+    #[command(subcommand, after_help = SSH_LOGS_HELP)]
+    SshLogs(SshLogsCommand),
+}
+
+const SSH_LOGS_HELP: &str = "\
+An app with `ssh_log_public_key = \"<base64>\"` in the config has every
+terminal session the edge relays recorded in DIR/ssh-logs, sealed for that
+key in the capture format of Cloudflare's ssh-log-cli (`ssh-log-cli decrypt
+-i DIR/ssh-logs/ID.capture -k KEY` reads it too); DIR/ssh-logs/index.jsonl
+has one line per session.
+
+Examples:
+  access-edge ssh-logs keygen --out audit-key      writes audit-key and audit-key.pub
+  access-edge ssh-logs list --state-dir DIR
+  access-edge ssh-logs replay ID --key audit-key --state-dir DIR
+  access-edge ssh-logs replay ID --key audit-key --state-dir DIR --asciicast > ID.cast";
+
+#[derive(Debug, Subcommand)]
+pub enum SshLogsCommand {
+    /// Make a key pair: NAME holds the private key (0600), NAME.pub the
+    /// public key for `ssh_log_public_key`, printed on stdout (the files of
+    /// `ssh-log-cli generate-key-pair -o NAME`)
+    Keygen {
+        /// The private key file; it must not exist yet
+        #[arg(long, short = 'o', value_name = "NAME", default_value = "ssh-log-key")]
+        out: PathBuf,
+    },
+    /// List the logged sessions (from ssh-logs/index.jsonl) and any capture
+    /// left unfinished
+    List {
+        #[command(flatten)]
+        at: LogsAt,
+        /// One JSON object per line: the index's, then {"id", "unfinished": true}
+        #[arg(long)]
+        json: bool,
+    },
+    /// Decrypt a session and play the origin's output back in the terminal
+    /// with its timing, or write it as asciicast v2
+    Replay {
+        /// The session id (`ssh-logs list` shows them)
+        id: String,
+        /// The private key file
+        #[arg(long, short = 'k', value_name = "FILE")]
+        key: PathBuf,
+        #[command(flatten)]
+        at: LogsAt,
+        /// Write asciicast v2 to stdout (for `asciinema play`) instead
+        #[arg(long)]
+        asciicast: bool,
+        /// Play this many times faster
+        #[arg(
+            long,
+            value_name = "FACTOR",
+            default_value_t = 1.0,
+            conflicts_with = "asciicast"
+        )]
+        speed: f64,
+        /// Play with no pauses
+        #[arg(long, conflicts_with = "asciicast")]
+        no_wait: bool,
+    },
+}
+
+/// Where the logs are.
+#[derive(Debug, Args)]
+pub struct LogsAt {
+    /// The edge's state dir (its logs are in DIR/ssh-logs)
+    #[arg(long, value_name = "DIR", env = "ACCESS_EDGE_STATE_DIR")]
+    pub state_dir: PathBuf,
 }
 
 const FAULT_HELP: &str = "\

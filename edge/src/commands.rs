@@ -12,7 +12,9 @@ use access_edge::ssh_ca;
 use access_edge::{CaKeyType, Config, Edge, EdgeError, EdgeOptions, Timeouts};
 use anyhow::Context;
 
-use crate::cli::{CaCommand, CaTarget, Cli, Command, FaultCommand, KeyType, ServeArgs};
+use crate::cli::{
+    CaCommand, CaTarget, Cli, Command, FaultCommand, KeyType, ServeArgs, SshLogsCommand,
+};
 
 /// An error in what the operator gave us: exit status 2.
 #[derive(Debug, thiserror::Error)]
@@ -70,7 +72,136 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let (state_dir, command) = fault_command(fault);
             control_command(&state_dir, ControlCommand::Fault(command))
         }
+        Some(Command::SshLogs(command)) => ssh_logs(command),
     }
+}
+
+/// `access-edge ssh-logs …`.
+fn ssh_logs(command: SshLogsCommand) -> anyhow::Result<ExitCode> {
+    use access_edge::ssh::logs::{self, Capture, LogSecret, index, replay};
+    match command {
+        SshLogsCommand::Keygen { out } => {
+            let (public, pub_path) = logs::generate_key_pair(&out)?;
+            eprintln!(
+                "access-edge: wrote the private key to {} (keep it: it opens every log) and the public key to {}; put the public key below in the app's ssh_log_public_key",
+                out.display(),
+                pub_path.display()
+            );
+            print_line(&public.to_base64())?;
+        }
+        SshLogsCommand::List { at, json } => {
+            let dir = logs::logs_dir(&at.state_dir);
+            let listing = index::list(&dir)?;
+            let mut out = std::io::stdout().lock();
+            if json {
+                for entry in &listing.entries {
+                    writeln!(out, "{}", serde_json::to_string(entry)?)?;
+                }
+                for id in &listing.unfinished {
+                    let line = serde_json::json!({ "id": id, "unfinished": true,
+                        "capture": logs::part_name(id) });
+                    writeln!(out, "{line}")?;
+                }
+            } else {
+                write!(out, "{}", list_table(&listing))?;
+            }
+            out.flush()?;
+            if listing.bad_lines > 0 {
+                eprintln!(
+                    "access-edge: warning: {} line(s) of {} are not index entries and were skipped",
+                    listing.bad_lines,
+                    dir.join(index::INDEX_FILE).display()
+                );
+            }
+        }
+        SshLogsCommand::Replay {
+            id,
+            key,
+            at,
+            asciicast,
+            speed,
+            no_wait,
+        } => {
+            if !(speed > 0.0 && speed.is_finite()) {
+                return Err(
+                    UsageError(format!("--speed {speed}: must be a number above 0")).into(),
+                );
+            }
+            let secret = LogSecret::read(&key)?;
+            let path = index::find_capture(&logs::logs_dir(&at.state_dir), &id)?;
+            let capture = Capture::open(&path, &secret)?;
+            let mut out = std::io::stdout().lock();
+            if asciicast {
+                replay::asciicast(&capture, &mut out)?;
+            } else {
+                let pace = replay::Pace {
+                    speed,
+                    no_wait,
+                    ..replay::Pace::default()
+                };
+                replay::play(&capture, &mut out, pace)?;
+            }
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The sessions as a table, the newest last, then the unfinished ones.
+fn list_table(listing: &access_edge::ssh::logs::index::Listing) -> String {
+    let mut rows = vec![[
+        "ID".to_owned(),
+        "STARTED".to_owned(),
+        "ENDED".to_owned(),
+        "EMAIL".to_owned(),
+        "APP".to_owned(),
+        "PROGRAM".to_owned(),
+        "EXIT".to_owned(),
+        "CAPTURE".to_owned(),
+    ]];
+    for e in &listing.entries {
+        let exit = match (&e.exit_status, &e.exit_signal) {
+            (Some(status), _) => status.to_string(),
+            (None, Some(signal)) => format!("SIG{signal}"),
+            (None, None) => "-".to_owned(),
+        };
+        rows.push([
+            e.id.clone(),
+            e.started_at.clone(),
+            e.ended_at.clone(),
+            e.email.clone(),
+            e.app.clone(),
+            e.program.clone(),
+            exit,
+            e.capture.clone(),
+        ]);
+    }
+    for id in &listing.unfinished {
+        rows.push([
+            id.clone(),
+            "-".to_owned(),
+            "unfinished".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            "-".to_owned(),
+            access_edge::ssh::logs::part_name(id),
+        ]);
+    }
+    let widths: Vec<usize> = (0..8)
+        .map(|i| rows.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .collect();
+    let mut table = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(&widths)
+            .map(|(cell, w)| format!("{cell:w$}"))
+            .collect();
+        table.push_str(line.join("  ").trim_end());
+        table.push('\n');
+    }
+    table
 }
 
 /// A value's name on the command line, which is the name the edge knows

@@ -12,6 +12,7 @@ use crate::auth::policy::EmailPattern;
 use crate::error::EdgeError;
 use crate::ops::config::Config;
 use crate::ops::state::{StateDir, files};
+use crate::ssh::logs::LogKey;
 
 /// The login service (token transfer) name.
 pub const LOGIN_SERVICE: &str = "login.cloudflareaccess.org";
@@ -60,6 +61,12 @@ pub(crate) struct App {
     pub origin: Option<String>,
     /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
+    /// Its terminal sessions are logged, sealed for this key.
+    #[allow(
+        dead_code,
+        reason = "read by the browser terminal and audit_ssh sessions (issue 14)"
+    )]
+    pub ssh_log_key: Option<LogKey>,
 }
 
 /// A service token.
@@ -123,6 +130,12 @@ impl Site {
                 service_tokens: app.service_tokens.clone(),
                 origin: app.origin.clone(),
                 destinations: app.destinations.clone(),
+                // Validated with the config: a key that does not parse is
+                // refused before the site is built.
+                ssh_log_key: app
+                    .ssh_log_public_key
+                    .as_deref()
+                    .and_then(|k| LogKey::from_base64(k).ok()),
             });
         }
         if generated {

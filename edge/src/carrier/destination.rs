@@ -127,6 +127,7 @@ mod tests {
             service_tokens: Vec::new(),
             origin: origin.map(str::to_owned),
             destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
+            ssh_log_key: None,
         }
     }
 

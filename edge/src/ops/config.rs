@@ -43,6 +43,7 @@
 //! hostname = "ssh.acme.test"
 //! name = "SSH"                       # the app's name in the API (default: the hostname)
 //! zone_id = "fedcba9876543210fedcba9876543210"  # a zone-level app: only under /zones/{zone_id}/
+//! ssh_log_public_key = "…"           # log its terminal sessions, sealed for this key (ssh-logs keygen)
 //!
 //! [[api_tokens]]                     # Authorization: Bearer <token>
 //! name = "deploy"
@@ -147,6 +148,11 @@ pub struct AppConfig {
     /// `/accounts/{account_id}/`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub zone_id: Option<String>,
+    /// Record every terminal session the edge relays for this app, sealed
+    /// for this HPKE public key (base64, `access-edge ssh-logs keygen`), in
+    /// `<state dir>/ssh-logs` (docs/protocol.md 12).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ssh_log_public_key: Option<String>,
 }
 
 /// A service token (`[[service_tokens]]`): what a client sends as
@@ -316,6 +322,7 @@ impl Config {
                 destinations: Vec::new(),
                 name: None,
                 zone_id: None,
+                ssh_log_public_key: None,
             }],
             ..Config::default()
         }
@@ -597,6 +604,10 @@ impl Config {
                     "app {host}: zone_id {zone:?} must be 32 hex digits, like Cloudflare's zone ids"
                 )));
             }
+            if let Some(key) = &app.ssh_log_public_key {
+                crate::ssh::logs::LogKey::from_base64(key)
+                    .map_err(|e| ConfigError::new(format!("app {host}: {e}")))?;
+            }
             for destination in &app.destinations {
                 if destination != "*" && check_host_port(destination).is_err() {
                     return Err(ConfigError::new(format!(
@@ -831,6 +842,10 @@ key = "s3cret-key"
                 "zone_id",
             ),
             (
+                "[[apps]]\nhostname = \"x.y\"\nssh_log_public_key = \"AAAA\"",
+                "app x.y: ssh_log_public_key is not an HPKE X25519 public key",
+            ),
+            (
                 "[[apps]]\nhostname = \"x.y\"\nname = \" \"",
                 "name must not be empty",
             ),
@@ -864,6 +879,18 @@ key = "s3cret-key"
             assert!(err.contains(needle), "{text:?}: {err}");
             assert!(!err.contains('\n'), "{err}");
         }
+    }
+
+    #[test]
+    fn an_ssh_log_public_key_from_keygen_is_accepted() {
+        let (_, key) = crate::ssh::logs::key::generate();
+        let text = format!(
+            "[[apps]]\nhostname = \"x.y\"\nssh_log_public_key = \"{}\"\n",
+            key.to_base64()
+        );
+        let config = Config::parse(&text).unwrap();
+        let kept = config.apps[0].ssh_log_public_key.as_deref().unwrap();
+        assert_eq!(crate::ssh::logs::LogKey::from_base64(kept).unwrap(), key);
     }
 
     #[test]

@@ -13,5 +13,6 @@ mod hardening;
 mod login;
 mod org_exchange;
 mod process;
+mod ssh_logs;
 mod tokens;
 mod ws;
