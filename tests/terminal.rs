@@ -507,3 +507,104 @@ fn keystroke_to_echo() {
         serde_json::json!({ "samples_s": samples, "keys": keys })
     );
 }
+
+// --- the command log of a terminal session ---------------------------------------
+
+/// The `access-edge` binary Cargo built beside this test binary (as the
+/// edge's `browser` script finds it); `cargo test --workspace` builds it.
+fn edge_binary() -> PathBuf {
+    let exe = std::env::current_exe().unwrap();
+    let target = exe.parent().and_then(Path::parent).unwrap();
+    let binary = target.join("access-edge");
+    assert!(
+        binary.is_file(),
+        "{} is missing: build it (cargo build -p access-edge; cargo test --workspace does)",
+        binary.display()
+    );
+    binary
+}
+
+#[test]
+fn the_terminal_session_is_logged_and_its_capture_decrypts() {
+    use access_edge::ssh::logs::{self, capture::Capture, index::Entry, key::LogSecret};
+
+    let keys = tempfile::tempdir().unwrap();
+    let secret_path = keys.path().join("audit-key");
+    let (public, _) = logs::key::generate_key_pair(&secret_path).unwrap();
+    let Some(world) = World::new("the_terminal_session_is_logged", |o| {
+        o.config.apps[0].ssh_log_public_key = Some(public.to_base64());
+    }) else {
+        return;
+    };
+    let (user, email) = me();
+    world.open_as(&email);
+    world.wait_state("open");
+    world.wait_screen("the shell's prompt", |t| !t.trim().is_empty());
+    let (rows, cols) = stty_size(&world);
+    world.type_line("whoami");
+    world.wait_screen("whoami's answer", |t| t.lines().any(|l| l.trim() == user));
+    world.type_line("exit");
+    world.wait_state("ended");
+
+    let dir = logs::logs_dir(world.env.edge.state_dir());
+    let index = dir.join("index.jsonl");
+    wait_for(Duration::from_secs(10), "the session's index line", || {
+        std::fs::read_to_string(&index).is_ok_and(|t| t.lines().count() == 1)
+    });
+    let line = std::fs::read_to_string(&index).unwrap();
+    let entry: Entry = serde_json::from_str(line.trim()).unwrap();
+    assert_eq!(entry.email, email);
+    assert_eq!(entry.app, APP_HOST);
+    assert_eq!(entry.program, "shell");
+    assert_eq!(entry.exit_status, Some(0));
+    assert_eq!(entry.origin_addr, format!("127.0.0.1:{}", world.port));
+    assert!(entry.client_addr.starts_with("127.0.0.1:"), "{entry:?}");
+    assert_eq!(entry.capture, format!("{}.capture", entry.id));
+    assert!(entry.started_at <= entry.ended_at, "{entry:?}");
+
+    let secret = LogSecret::read(&secret_path).unwrap();
+    let capture = Capture::open(&dir.join(&entry.capture), &secret).unwrap();
+    let sent: Vec<u8> = capture
+        .packets
+        .iter()
+        .filter(|p| p.source == logs::Source::Client)
+        .flat_map(|p| p.data.clone())
+        .collect();
+    let shown: Vec<u8> = capture
+        .packets
+        .iter()
+        .filter(|p| p.source == logs::Source::Origin)
+        .flat_map(|p| p.data.clone())
+        .collect();
+    let sent = String::from_utf8_lossy(&sent);
+    let shown = String::from_utf8_lossy(&shown);
+    assert!(sent.contains("whoami\r"), "typed: {sent:?}");
+    assert!(sent.contains("exit\r"), "typed: {sent:?}");
+    assert!(
+        shown.lines().any(|l| l.trim() == user),
+        "whoami's answer in the origin's output: {shown:?}"
+    );
+    let pty = capture.header.pty.as_ref().expect("the session's PTY");
+    assert!(
+        pty.term.as_deref().is_some_and(|t| t.starts_with("xterm")),
+        "{pty:?}"
+    );
+    assert_eq!(
+        (pty.height as u64, pty.width as u64),
+        (rows, cols),
+        "{pty:?}"
+    );
+    let exit = capture.header.exit_data.as_ref().expect("the exit");
+    assert_eq!(exit.status, Some(0), "{exit:?}");
+
+    let mut replay = std::process::Command::new(edge_binary());
+    replay
+        .args(["ssh-logs", "replay", &entry.id, "--no-wait", "--key"])
+        .arg(&secret_path)
+        .arg("--state-dir")
+        .arg(world.env.edge.state_dir());
+    let run = run_with_deadline(replay, Duration::from_secs(30));
+    run.success();
+    assert!(run.stdout.contains("whoami"), "{run:?}");
+    assert!(run.stdout.lines().any(|l| l.trim() == user), "{run:?}");
+}
