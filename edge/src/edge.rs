@@ -105,6 +105,8 @@ pub(crate) struct EdgeState {
     pub exchange: Exchange,
     pub counters: Counters,
     pub carried: Arc<Carried>,
+    /// Browser terminal sessions (`ssh::terminal`), counted while they live.
+    pub terminals: Arc<Carried>,
     pub faults: Faults,
     /// Turns true when the edge stops: carried connections end then.
     pub stopping: watch::Receiver<bool>,
@@ -420,6 +422,12 @@ impl Edge {
         self.state.carried.snapshot()
     }
 
+    /// Browser terminal sessions: how many ran, how many still run (their
+    /// byte counts stay 0).
+    pub fn terminals(&self) -> CarrierStats {
+        self.state.terminals.snapshot()
+    }
+
     /// Cut every carried connection (running ones too) abruptly, with no
     /// close frame, once it has relayed `bytes` from its origin to its client
     /// (`None`: stop cutting). Counted per connection from its start.
@@ -632,6 +640,7 @@ fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {
             exchange: Exchange::default(),
             counters: Counters::default(),
             carried: Arc::default(),
+            terminals: Arc::default(),
             faults: Faults::default(),
             stopping,
             settings: Mutex::new(settings),

@@ -62,11 +62,9 @@ pub(crate) struct App {
     /// For a bastion: the allowed jump destinations (`HOST:PORT` or `*`).
     pub destinations: Vec<String>,
     /// Its terminal sessions are logged, sealed for this key.
-    #[allow(
-        dead_code,
-        reason = "read by the browser terminal and audit_ssh sessions (issue 14)"
-    )]
     pub ssh_log_key: Option<LogKey>,
+    /// `browser_rendering = "ssh"`: `/` is a terminal on the origin.
+    pub browser_rendering: bool,
 }
 
 /// A service token.
@@ -136,6 +134,7 @@ impl Site {
                     .ssh_log_public_key
                     .as_deref()
                     .and_then(|k| LogKey::from_base64(k).ok()),
+                browser_rendering: app.browser_rendering.is_some(),
             });
         }
         if generated {

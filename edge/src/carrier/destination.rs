@@ -128,6 +128,7 @@ mod tests {
             origin: origin.map(str::to_owned),
             destinations: destinations.iter().map(|d| (*d).to_owned()).collect(),
             ssh_log_key: None,
+            browser_rendering: false,
         }
     }
 

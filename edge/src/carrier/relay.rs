@@ -351,7 +351,7 @@ fn client_gone(doing: &str, e: &io::Error) -> Stop {
 
 /// A close frame's payload: the code, then a reason cut to fit a control
 /// frame (125 bytes) on a character boundary.
-fn close_payload(code: u16, reason: &str) -> Vec<u8> {
+pub(crate) fn close_payload(code: u16, reason: &str) -> Vec<u8> {
     let mut end = reason.len().min(123);
     while !reason.is_char_boundary(end) {
         end -= 1;
@@ -365,7 +365,7 @@ fn close_payload(code: u16, reason: &str) -> Vec<u8> {
 /// Writes one unmasked final frame, header and payload in one vectored write
 /// (so TLS makes no record for the header alone), and flushes it: TLS may
 /// hold bytes back until flushed, and the next origin read may take a while.
-async fn send<W: AsyncWrite + Unpin>(
+pub(crate) async fn send<W: AsyncWrite + Unpin>(
     out: &mut W,
     opcode: OpCode,
     payload: &[u8],

@@ -81,6 +81,15 @@ pub(crate) async fn request(
         Endpoint::AppRequest
     });
 
+    // A browser-rendered app's root is the terminal page for a user (a
+    // token check and a service token get the demo origin as before).
+    if app.browser_rendering
+        && !token_check
+        && uri.path() == "/"
+        && let Some(page) = crate::ssh::terminal::index(&edge, app, headers)
+    {
+        return page;
+    }
     match authenticate(&edge, app, headers) {
         Ok(Some(principal)) => origin(app, principal, uri.path()),
         Ok(None) => discovery::login_redirect(&edge, app, &target.host, path_and_query, false),

@@ -55,6 +55,14 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
                 get(login_page::show).post(login_page::submit),
             )
             .route("/cdn-cgi/access/authorized", get(org_exchange::authorized))
+            .route(
+                &format!("{}/{{file}}", crate::ssh::page::ASSETS),
+                get(crate::ssh::page::asset),
+            )
+            .route(
+                crate::ssh::terminal::SESSION,
+                get(crate::ssh::terminal::session),
+            )
             .fallback(app_host::request)
             .with_state(edge.clone()),
         auth: Router::new()

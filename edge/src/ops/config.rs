@@ -153,6 +153,18 @@ pub struct AppConfig {
     /// `<state dir>/ssh-logs` (docs/protocol.md 12).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ssh_log_public_key: Option<String>,
+    /// `"ssh"`: a browser at the app's `/` gets a terminal on its origin
+    /// (docs/protocol.md 13), as Cloudflare's browser rendering does.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub browser_rendering: Option<BrowserRendering>,
+}
+
+/// What an app renders in the browser.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BrowserRendering {
+    /// A terminal on the app's SSH origin.
+    Ssh,
 }
 
 /// A service token (`[[service_tokens]]`): what a client sends as
@@ -323,6 +335,7 @@ impl Config {
                 name: None,
                 zone_id: None,
                 ssh_log_public_key: None,
+                browser_rendering: Some(BrowserRendering::Ssh),
             }],
             ..Config::default()
         }
@@ -589,6 +602,11 @@ impl Config {
             if let Some(origin) = &app.origin {
                 check_host_port(origin)
                     .map_err(|e| ConfigError::new(format!("app {host}: origin: {e}")))?;
+            }
+            if app.browser_rendering.is_some() && app.origin.is_none() {
+                return Err(ConfigError::new(format!(
+                    "app {host}: browser_rendering = \"ssh\" needs an origin (the sshd's HOST:PORT)"
+                )));
             }
             if let Some(name) = &app.name
                 && name.trim().is_empty()

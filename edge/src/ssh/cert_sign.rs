@@ -117,12 +117,27 @@ struct Granted<'a> {
 }
 
 /// What goes into one certificate.
-struct Plan {
-    cert_type: CertType,
-    key: KeyData,
-    principal: String,
-    valid_after: u64,
-    valid_before: u64,
+pub(crate) struct Plan {
+    pub cert_type: CertType,
+    pub key: KeyData,
+    pub principal: String,
+    pub valid_after: u64,
+    pub valid_before: u64,
+}
+
+impl Plan {
+    /// The user certificate `cert_sign` issues for `key`: `principal` only,
+    /// from [`CLOCK_SKEW`] before now for `validity` (at least a second).
+    pub(crate) fn user(key: KeyData, principal: &str, validity: Duration) -> Plan {
+        let valid_after = crate::auth::tokens::now().saturating_sub(CLOCK_SKEW.as_secs());
+        Plan {
+            cert_type: CertType::User,
+            key,
+            principal: principal.to_owned(),
+            valid_after,
+            valid_before: valid_after.saturating_add(validity.as_secs().max(1)),
+        }
+    }
 }
 
 /// The handler for every method on the path.
@@ -283,14 +298,11 @@ fn issue(
     }
     let validity = edge.settings().cert_validity.as_secs().max(1);
     let now = crate::auth::tokens::now();
-    let valid_after = now.saturating_sub(CLOCK_SKEW.as_secs());
-    let mut plan = Plan {
-        cert_type: CertType::User,
-        key: granted.subject.key_data().clone(),
-        principal: granted.principal.clone(),
-        valid_after,
-        valid_before: valid_after.saturating_add(validity),
-    };
+    let mut plan = Plan::user(
+        granted.subject.key_data().clone(),
+        &granted.principal,
+        edge.settings().cert_validity,
+    );
     match fault {
         Some(CertSignFault::OtherKey) => plan.key = fresh_key(&granted.subject.algorithm())?,
         Some(CertSignFault::HostCertificate) => {
@@ -341,8 +353,9 @@ fn issue(
     .into_response())
 }
 
-/// One certificate, signed by `ca`.
-fn sign(ca: &SshCa, plan: &Plan, key_id: &str) -> Result<Certificate, ssh_key::Error> {
+/// One certificate, signed by `ca`: every certificate the edge issues (to
+/// `cert_sign`, and to its own SSH client, `ssh::origin`) is made here.
+pub(crate) fn sign(ca: &SshCa, plan: &Plan, key_id: &str) -> Result<Certificate, ssh_key::Error> {
     let mut builder = Builder::new_with_random_nonce(
         &mut OsRng,
         plan.key.clone(),

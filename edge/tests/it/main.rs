@@ -14,5 +14,6 @@ mod login;
 mod org_exchange;
 mod process;
 mod ssh_logs;
+mod terminal;
 mod tokens;
 mod ws;

@@ -56,9 +56,19 @@ pub async fn upgrade_with(
     host: &str,
     headers: &[(&str, &str)],
 ) -> Result<Ws, reqwest::Response> {
+    upgrade_at(client, host, "/", headers).await
+}
+
+/// [`upgrade_with`] at `path` (with its query).
+pub async fn upgrade_at(
+    client: &reqwest::Client,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> Result<Ws, reqwest::Response> {
     let key = STANDARD.encode(rand::random::<[u8; 16]>());
     let mut request = client
-        .get(format!("https://{host}/"))
+        .get(format!("https://{host}{path}"))
         .header("connection", "Upgrade")
         .header("upgrade", "websocket")
         .header("sec-websocket-version", "13")
