@@ -181,6 +181,7 @@ identities = ["{self.email}"]
 hostname = "ssh.demo.test"
 allow = ["*@example.com"]
 origin = "127.0.0.1:{self.sshd_port}"
+browser_rendering = "ssh"
 
 [[apps]]
 hostname = "sink.demo.test"
@@ -475,6 +476,31 @@ def concurrent_logins(world, quick):
                        "sshd_alone_n_vs_one": direct_many / direct_one})]
 
 
+def keystroke_echo(world, quick):
+    """The browser terminal's keystroke-to-echo time: headless Chromium signs
+    in through the edge's page, opens the terminal on the demo app's sshd and
+    types keys over the DevTools protocol, each timed until its echo is in
+    the terminal's DOM. The driver is the `keystroke_to_echo` test of
+    tests/terminal.rs (ignored in the suite), built with --release."""
+    if not Path("/usr/bin/chromium").exists():
+        log("skipping keystroke_echo: no /usr/bin/chromium (apt-get install chromium)")
+        return []
+    keys = 50 if quick else 200
+    env = dict(world.env, CFACCESS_BENCH_PROFILE=str(world.tmp / "edge" / "profile.json"),
+               CFACCESS_BENCH_EMAIL=world.email, CFACCESS_BENCH_KEYS=str(keys))
+    out = subprocess.run(["cargo", "test", "--release", "--locked", "-q", "--test", "terminal", "--",
+                          "--ignored", "--exact", "keystroke_to_echo", "--nocapture", "--test-threads", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("BENCH_JSON ")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit("the keystroke_to_echo driver failed:\n" + out.stdout[-4000:] + out.stderr[-4000:])
+    samples = json.loads(lines[-1][len("BENCH_JSON "):])["samples_s"]
+    ordered = sorted(samples)
+    p90 = ordered[min(len(ordered) - 1, int(0.9 * len(ordered)))]
+    return [row("keystroke_echo", f"{len(samples)} keys typed over CDP until each echo is in the terminal's DOM",
+                "s", samples, extra={"p90_s": p90})]
+
+
 def binary_size(world, quick):
     """The release binary's size (built with `cargo build --release -p cfaccess`)."""
     size = (BIN / "cfaccess").stat().st_size
@@ -494,6 +520,7 @@ TARGETS = {
     "ssh_peak_rss": [("max", "<=", 10240), ("after_4x_kib", "<=", 10240)],
     "concurrent_logins": [("ratio", "<=", 3.0)],
     "binary_size": [("median", "<=", 8.0)],
+    "keystroke_echo": [("median", "<=", 0.020)],
 }
 
 
@@ -516,6 +543,7 @@ MEASUREMENTS = {
     "throughput_listener": throughput_listener,
     "throughput_ssh": throughput_ssh,
     "concurrent_logins": concurrent_logins,
+    "keystroke_echo": keystroke_echo,
     "binary_size": binary_size,
 }
 
@@ -536,8 +564,9 @@ def table(rows):
         ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
         target = "; ".join(f"{t['field'].replace('cfaccess_', '')} {t['op']} {t['bound']:g} "
                            f"{'ok' if t['met'] else 'MISSED'}" for t in r["targets"]) or "-"
-        notes = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_", "after_", "vs_", "sshd_", "cat_")))
+        notes = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) and not k.endswith("_s") else
+                          f"{k}={fmt(v, 's')}" if k.endswith("_s") else f"{k}={v}"
+                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_", "after_", "vs_", "sshd_", "cat_", "p90_")))
         lines.append(f"{r['name']:<20} {fmt(r['median'], r['unit']):>11} {fmt(r['min'], r['unit']):>11} "
                      f"{fmt(r['max'], r['unit']):>11} {base:>11} {ratio:>6}  {target:<28} {notes}")
     return "\n".join(lines)

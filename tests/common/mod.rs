@@ -5,6 +5,7 @@
 
 #![allow(dead_code)] // each test binary uses its own part of the harness
 
+pub mod chromium;
 pub mod hostile;
 pub mod proc;
 pub mod pty;

@@ -137,14 +137,7 @@ pub(crate) async fn submit(
             denied(app, &target.host)
         }
         Some("approve") => {
-            let typed = form
-                .email_typed
-                .as_deref()
-                .map(str::trim)
-                .filter(|t| !t.is_empty());
-            let email = typed
-                .or(form.email.as_deref().map(str::trim))
-                .unwrap_or_default();
+            let email = chosen_email(form.email.as_deref(), form.email_typed.as_deref());
             if !is_valid_email(email) {
                 return bad_request(&format!(
                     "{} is not an email address. Go back and pick or type one.",
@@ -291,6 +284,36 @@ fn bad_request(message_html: &str) -> Response {
     )
 }
 
+/// The identities to pick from (the first checked), as the login forms show
+/// them; empty when the edge lists none.
+pub(crate) fn identity_choices(identities: &[String]) -> String {
+    let identities: String = identities
+        .iter()
+        .enumerate()
+        .map(|(i, email)| {
+            format!(
+                "<label class=\"id\"><input type=\"radio\" name=\"email\" value=\"{e}\"{checked}> {e}</label>\n",
+                e = escape(email),
+                checked = if i == 0 { " checked" } else { "" }
+            )
+        })
+        .collect();
+    if identities.is_empty() {
+        String::new()
+    } else {
+        format!("<fieldset><legend>Continue as</legend>\n{identities}</fieldset>\n")
+    }
+}
+
+/// The email a login form was approved with: a typed one wins over the pick.
+pub(crate) fn chosen_email<'a>(picked: Option<&'a str>, typed: Option<&'a str>) -> &'a str {
+    typed
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .or(picked.map(str::trim))
+        .unwrap_or_default()
+}
+
 /// The form itself, with a fresh nonce in a hidden field and a cookie.
 fn form(edge: &EdgeState, app: &App, target: &AppHost, params: &CliParams) -> Response {
     let host = target.host.as_str();
@@ -317,24 +340,7 @@ fn form(edge: &EdgeState, app: &App, target: &AppHost, params: &CliParams) -> Re
         login_nonce::FIELD
     )))
     .collect();
-    let identities: String = edge
-        .site
-        .identities
-        .iter()
-        .enumerate()
-        .map(|(i, email)| {
-            format!(
-                "<label class=\"id\"><input type=\"radio\" name=\"email\" value=\"{e}\"{checked}> {e}</label>\n",
-                e = escape(email),
-                checked = if i == 0 { " checked" } else { "" }
-            )
-        })
-        .collect();
-    let choose = if identities.is_empty() {
-        String::new()
-    } else {
-        format!("<fieldset><legend>Continue as</legend>\n{identities}</fieldset>\n")
-    };
+    let choose = identity_choices(&edge.site.identities);
     let app_line = if app.hostname == host {
         escape(host)
     } else {

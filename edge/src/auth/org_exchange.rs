@@ -13,25 +13,36 @@
 //!    that started the session can finish it), and sets the new app token as
 //!    the `CF_Authorization` cookie, with `Expires` (the official client
 //!    ignores a cookie that only has `Max-Age`).
+//!
+//! A browser with no org session gets, at step 2, the team's sign-in page:
+//! pick (or type) an identity and approve. Its post (only from the form this
+//! edge served for this app session: `login_nonce`, as the command-line login
+//! form) sets the org token as the auth domain's `CF_Authorization` cookie and
+//! goes on with step 2's redirect, so a browser reaches an app (the browser
+//! terminal, docs/protocol.md 13) the way it does through the real edge.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, UNIX_EPOCH};
 
-use axum::Extension;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use axum::{Extension, Form};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 use url::form_urlencoded;
 
 use crate::auth::html::{self, Page, escape};
-use crate::auth::policy::allows;
+use crate::auth::login_nonce;
+use crate::auth::login_page::{chosen_email, identity_choices};
+use crate::auth::policy::{allows, is_valid_email};
 use crate::auth::tokens::Kind;
 use crate::edge::EdgeState;
 use crate::front::router::{AppHost, cookie, normalize_host};
+use crate::limits;
 use crate::ops::counters::Endpoint;
+use crate::site::App;
 
 /// How long an app session (a `meta` and its nonce) lasts.
 const SESSION_TTL: Duration = Duration::from_secs(600);
@@ -158,26 +169,10 @@ pub(crate) async fn login(
     headers: HeaderMap,
 ) -> Response {
     edge.counters.hit(Endpoint::OrgLogin);
-    let Some(host) = normalize_host(host.trim_end_matches('/')) else {
-        return html::text(StatusCode::NOT_FOUND, "access-edge: no application named");
+    let (host, index, app) = match sign_in_app(&edge, &host, query.kid.as_deref()) {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
     };
-    let Some(app) = edge.site.app_for_host(&host) else {
-        return html::text(
-            StatusCode::NOT_FOUND,
-            &format!("access-edge: no Access application at {host}"),
-        );
-    };
-    if query.kid.as_deref() != Some(app.aud.as_str()) {
-        return html::page(
-            Page::BadRequest,
-            "Invalid sign-in link",
-            &format!(
-                "<h1 class=\"bad\">Invalid sign-in link</h1><p>The <code>kid</code> of this link does not name the application at <b>{}</b>.</p>",
-                escape(&host)
-            ),
-            None,
-        );
-    }
     let org = cookie(&headers, "CF_Authorization").and_then(|token| {
         edge.tokens
             .verify(&edge.keys, &token, Kind::Org, &edge.site.auth_domain)
@@ -185,7 +180,7 @@ pub(crate) async fn login(
             .ok()
     });
     let Some(org) = org else {
-        return sign_in_page(&edge, &host);
+        return sign_in_page(&edge, &host, index, &query);
     };
     if !allows(&app.allow, &org.email) {
         return html::page(
@@ -199,37 +194,259 @@ pub(crate) async fn login(
             Some(&org.email),
         );
     }
-    let meta = query.meta.unwrap_or_default();
-    let code = edge.exchange.issue_code(&org.email, &app.aud, &meta);
+    tracing::info!(email = %org.email, app = %app.hostname, "org token exchanged for a sign-in code");
+    to_authorized(&edge, app, &host, &org.email, &query, None)
+}
+
+/// The app of a login path's `<app host>`, checked against the link's `kid`:
+/// the host (normalized), the app's index and the app; or the page to answer.
+fn sign_in_app<'a>(
+    edge: &'a EdgeState,
+    host: &str,
+    kid: Option<&str>,
+) -> Result<(String, usize, &'a App), Box<Response>> {
+    let Some(host) = normalize_host(host.trim_end_matches('/')) else {
+        return Err(Box::new(html::text(
+            StatusCode::NOT_FOUND,
+            "access-edge: no application named",
+        )));
+    };
+    let (Some(index), Some(app)) = (edge.site.app_index(&host), edge.site.app_for_host(&host))
+    else {
+        return Err(Box::new(html::text(
+            StatusCode::NOT_FOUND,
+            &format!("access-edge: no Access application at {host}"),
+        )));
+    };
+    if kid != Some(app.aud.as_str()) {
+        return Err(Box::new(html::page(
+            Page::BadRequest,
+            "Invalid sign-in link",
+            &format!(
+                "<h1 class=\"bad\">Invalid sign-in link</h1><p>The <code>kid</code> of this link does not name the application at <b>{}</b>.</p>",
+                escape(&host)
+            ),
+            None,
+        )));
+    }
+    Ok((host, index, app))
+}
+
+/// Step 2's redirect: a one-time code for `email`, bound to the app session,
+/// to the app host's `/cdn-cgi/access/authorized`; with `cookie` set.
+fn to_authorized(
+    edge: &EdgeState,
+    app: &App,
+    host: &str,
+    email: &str,
+    query: &LoginQuery,
+    cookie: Option<&str>,
+) -> Response {
+    let meta = query.meta.as_deref().unwrap_or_default();
+    let code = edge.exchange.issue_code(email, &app.aud, meta);
     let next = form_urlencoded::Serializer::new(String::new())
         .append_pair("code", &code)
-        .append_pair("meta", &meta)
+        .append_pair("meta", meta)
         .append_pair("redirect_url", query.redirect_url.as_deref().unwrap_or("/"))
         .finish();
-    tracing::info!(email = %org.email, app = %app.hostname, "org token exchanged for a sign-in code");
     redirect(
         &format!("https://{host}/cdn-cgi/access/authorized?{next}"),
-        None,
+        cookie,
     )
 }
 
-/// The auth domain's sign-in page, for a browser with no org session.
-fn sign_in_page(edge: &EdgeState, host: &str) -> Response {
-    html::page(
+/// What binds a sign-in form's nonce: the app session it signs in.
+fn sign_in_key(meta: Option<&str>) -> String {
+    format!("sign-in:{}", meta.unwrap_or_default())
+}
+
+/// The browser sign-in form as posted: the login path's query again, and the
+/// person's choice.
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SignIn {
+    #[serde(flatten)]
+    query: LoginQuery,
+    #[serde(default)]
+    email: Option<String>,
+    #[serde(default)]
+    email_typed: Option<String>,
+    /// `approve` or `deny`.
+    #[serde(default)]
+    action: Option<String>,
+    #[serde(default)]
+    nonce: Option<String>,
+}
+
+/// `POST /cdn-cgi/access/login/<app host>` on the auth domain: the browser
+/// sign-in form's Approve or Deny.
+pub(crate) async fn sign_in(
+    State(edge): State<Arc<EdgeState>>,
+    Path(host): Path<String>,
+    headers: HeaderMap,
+    Form(form): Form<SignIn>,
+) -> Response {
+    edge.counters.hit(Endpoint::OrgLogin);
+    let (host, index, app) = match sign_in_app(&edge, &host, form.query.kid.as_deref()) {
+        Ok(found) => found,
+        Err(refusal) => return *refusal,
+    };
+    let key = sign_in_key(form.query.meta.as_deref());
+    let nonce_cookie = cookie(&headers, &login_nonce::cookie_name(&key));
+    if let Err(refusal) =
+        edge.login_nonces
+            .redeem(index, &key, form.nonce.as_deref(), nonce_cookie.as_deref())
+    {
+        tracing::warn!(app = %app.hostname, "refused a sign-in form post: {refusal}");
+        return html::page(
+            Page::StaleForm,
+            "Sign-in form not accepted",
+            &format!(
+                "<div class=\"mark bad\">!</div><h1>This sign-in form was not accepted</h1>\
+                 <p>Only the form this page served can sign in, once: {}.</p>\
+                 <p class=\"muted\">Open <b>https://{}/</b> again to sign in.</p>",
+                escape(&refusal.to_string()),
+                escape(&host)
+            ),
+            None,
+        );
+    }
+    match form.action.as_deref() {
+        Some("approve") => {}
+        Some("deny") => {
+            return html::page(
+                Page::Denied,
+                "Sign-in refused",
+                &format!(
+                    "<div class=\"mark bad\">&#10007;</div><h1>Sign-in refused</h1>\
+                     <p>You did not sign in to <b>{}</b>.</p>",
+                    escape(&host)
+                ),
+                None,
+            );
+        }
+        _ => {
+            return html::page(
+                Page::BadRequest,
+                "Invalid sign-in",
+                "<h1 class=\"bad\">Invalid sign-in</h1><p>The form did not say whether to approve or deny.</p>",
+                None,
+            );
+        }
+    }
+    let email = chosen_email(form.email.as_deref(), form.email_typed.as_deref());
+    if !is_valid_email(email) {
+        return html::page(
+            Page::BadRequest,
+            "Invalid sign-in",
+            &format!(
+                "<h1 class=\"bad\">Invalid sign-in</h1><p>{} is not an email address. \
+                 Open <b>https://{}/</b> again and pick or type one.</p>",
+                if email.is_empty() {
+                    "Nothing".to_owned()
+                } else {
+                    format!("<b>{}</b>", escape(email))
+                },
+                escape(&host)
+            ),
+            None,
+        );
+    }
+    if !allows(&app.allow, email) {
+        tracing::info!(%email, app = %app.hostname, "browser sign-in refused by the policy");
+        return html::page(
+            Page::Forbidden,
+            "Access denied",
+            &format!(
+                "<div class=\"mark bad\">&#10007;</div><h1>Access denied</h1>\
+                 <p><b>{}</b> is not allowed to reach <b>{}</b>.</p>\
+                 <p class=\"muted\">Open <b>https://{}/</b> again to sign in as someone else.</p>",
+                escape(email),
+                escape(&app.hostname),
+                escape(&host)
+            ),
+            Some(email),
+        );
+    }
+    let lifetime = edge.settings().org_token_lifetime;
+    let Some(org_token) = edge.mint_org_token(email, lifetime) else {
+        return html::text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "access-edge: cannot sign a token",
+        );
+    };
+    let org_cookie = format!(
+        "CF_Authorization={org_token}; Expires={}; Path=/; Secure; HttpOnly; SameSite=None",
+        expires_after(lifetime)
+    );
+    tracing::info!(%email, app = %app.hostname, "signed in in the browser");
+    to_authorized(&edge, app, &host, email, &form.query, Some(&org_cookie))
+}
+
+/// The `Expires` of a cookie holding a token minted now for `lifetime` (its
+/// `exp`: iat and exp are whole seconds from now).
+fn expires_after(lifetime: Duration) -> String {
+    let exp = crate::auth::tokens::now().saturating_add(lifetime.as_secs());
+    httpdate::fmt_http_date(UNIX_EPOCH + Duration::from_secs(exp.min(253_402_300_799)))
+}
+
+/// The auth domain's sign-in page, for a browser with no org session: the
+/// identities to sign in as, with a fresh nonce in a hidden field and a
+/// cookie (scoped to the login path).
+fn sign_in_page(edge: &EdgeState, host: &str, app: usize, query: &LoginQuery) -> Response {
+    let key = sign_in_key(query.meta.as_deref());
+    let nonce = edge.login_nonces.issue(app, &key);
+    let hidden: String = [
+        ("kid", query.kid.as_deref()),
+        ("redirect_url", query.redirect_url.as_deref()),
+        ("meta", query.meta.as_deref()),
+        (login_nonce::FIELD, Some(nonce.as_str())),
+    ]
+    .into_iter()
+    .filter_map(|(name, value)| value.map(|v| (name, v)))
+    .map(|(name, value)| {
+        format!(
+            "<input type=\"hidden\" name=\"{name}\" value=\"{}\">\n",
+            escape(value)
+        )
+    })
+    .collect();
+    let choose = identity_choices(&edge.site.identities);
+    let body = format!(
+        "<h1>Sign in to {team}</h1>\n\
+         <p class=\"muted\">to reach <b>{host}</b></p>\n\
+         <dl class=\"facts\"><dt>Team</dt><dd>{team} <span class=\"muted mono\">{domain}</span></dd></dl>\n\
+         <form method=\"post\" action=\"/cdn-cgi/access/login/{host}\" data-access-edge=\"sign-in\">\n{hidden}{choose}\
+         <label class=\"other\" for=\"email_typed\">{other}</label>\n\
+         <input type=\"email\" id=\"email_typed\" name=\"email_typed\" placeholder=\"you@example.com\" autocomplete=\"email\">\n\
+         <div class=\"actions\"><button type=\"submit\" class=\"approve\" name=\"action\" value=\"approve\">Sign in</button>\
+         <button type=\"submit\" class=\"deny\" name=\"action\" value=\"deny\" formnovalidate>Cancel</button></div>\n\
+         </form>\n\
+         <p class=\"muted\">From the command line: <code>cfaccess login https://{host}</code> \
+         (or <code>cloudflared access login</code>).</p>",
+        team = escape(&edge.site.team),
+        domain = escape(&edge.site.auth_domain),
+        host = escape(host),
+        other = if choose.is_empty() {
+            "Your email"
+        } else {
+            "Or another email"
+        },
+    );
+    let mut page = html::page(
         Page::SignIn,
         &format!("Sign in · {}", edge.site.team),
-        &format!(
-            "<h1>Sign in to {team}</h1>\
-             <p class=\"muted\">No one is signed in to <b>{domain}</b> in this browser.</p>\
-             <p>This local edge signs people in from the command line: run \
-             <code>cfaccess login https://{host}</code> (or <code>cloudflared access login</code>) \
-             and approve the login page it opens.</p>",
-            team = escape(&edge.site.team),
-            domain = escape(&edge.site.auth_domain),
-            host = escape(host),
-        ),
+        &body,
         None,
-    )
+    );
+    let cookie = format!(
+        "{}={nonce}; Path=/cdn-cgi/access/login; Max-Age={}; Secure; HttpOnly; SameSite=Strict",
+        login_nonce::cookie_name(&key),
+        limits::LOGIN_NONCE_TTL.as_secs()
+    );
+    if let Ok(value) = HeaderValue::from_str(&cookie) {
+        page.headers_mut().append(header::SET_COOKIE, value);
+    }
+    page
 }
 
 /// The query of `/cdn-cgi/access/authorized`.
@@ -277,12 +494,9 @@ pub(crate) async fn authorized(
             "access-edge: cannot sign a token",
         );
     };
-    // The token's own `exp`: iat and exp are whole seconds from now.
-    let exp = crate::auth::tokens::now().saturating_add(lifetime.as_secs());
-    let expires = UNIX_EPOCH + Duration::from_secs(exp.min(253_402_300_799));
     let cookie = format!(
         "CF_Authorization={token}; Expires={}; Path=/; Secure; HttpOnly; SameSite=None",
-        httpdate::fmt_http_date(expires)
+        expires_after(lifetime)
     );
     tracing::info!(%email, app = %app.hostname, "app token issued by the org-token exchange");
     redirect(

@@ -71,7 +71,10 @@ pub(crate) fn build(edge: Arc<EdgeState>) -> Router {
             .with_state(edge.clone()),
         auth: Router::new()
             .route("/cdn-cgi/access/certs", get(jwks))
-            .route("/cdn-cgi/access/login/{*host}", get(org_exchange::login))
+            .route(
+                "/cdn-cgi/access/login/{*host}",
+                get(org_exchange::login).post(org_exchange::sign_in),
+            )
             .route("/cdn-cgi/access/cert_sign", any(cert_sign::handle))
             .fallback(not_found)
             .with_state(edge.clone()),

@@ -190,7 +190,15 @@ async fn without_a_valid_org_token_the_auth_domain_shows_its_sign_in_page() {
         let response = t.get(&login, &headers).await;
         assert_eq!(response.status(), StatusCode::OK);
         assert_eq!(header(&response, "x-access-edge-page"), Some("sign-in"));
-        assert!(header(&response, "set-cookie").is_none());
+        // only the sign-in form's nonce: no session of any kind
+        let cookies: Vec<&str> = response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .collect();
+        assert_eq!(cookies.len(), 1, "{cookies:?}");
+        assert!(cookies[0].starts_with("CF_LoginNonce_"), "{cookies:?}");
     }
 }
 
@@ -223,4 +231,84 @@ async fn an_org_token_outside_the_apps_policy_is_refused() {
         .get(&login, &[("cookie", &format!("CF_Authorization={org}"))])
         .await;
     assert_eq!(header(&response, "x-access-edge-page"), Some("sign-in"));
+}
+
+/// The sign-in page's nonce cookie (`name=value`) and field.
+async fn sign_in_form(t: &TestEdge, login: &str) -> (String, String) {
+    let page = t.get(login, &[]).await;
+    assert_eq!(header(&page, "x-access-edge-page"), Some("sign-in"));
+    let cookie = header(&page, "set-cookie").unwrap();
+    let cookie = cookie.split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    assert!(html.contains("data-access-edge=\"sign-in\""), "{html}");
+    let marker = "name=\"nonce\" value=\"";
+    let start = html.find(marker).expect("the form has a nonce") + marker.len();
+    let nonce = html[start..][..html[start..].find('"').unwrap()].to_owned();
+    (cookie, nonce)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_signs_in_on_the_auth_domain_from_the_form_it_was_served() {
+    let t = TestEdge::start(config(TWO_APPS)).await;
+    let (login, session) = start_session(&t, "web.demo.test").await;
+
+    // a post without the served form's nonce and cookie is refused: no session
+    let forged = t
+        .post_form(
+            &login,
+            &[("email", "alice@example.com"), ("action", "approve")],
+            None,
+        )
+        .await;
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&forged, "x-access-edge-page"), Some("stale-form"));
+    assert!(header(&forged, "set-cookie").is_none());
+
+    // outside the app's policy: refused, no session
+    let (cookie, nonce) = sign_in_form(&t, &login).await;
+    let fields = [
+        ("email_typed", "bob@example.com"),
+        ("action", "approve"),
+        ("nonce", nonce.as_str()),
+    ];
+    let refused = t.post_form(&login, &fields, Some(&cookie)).await;
+    assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+    assert_eq!(header(&refused, "x-access-edge-page"), Some("forbidden"));
+    assert!(header(&refused, "set-cookie").is_none());
+
+    // the served form, once: the org cookie and on to /authorized
+    let (cookie, nonce) = sign_in_form(&t, &login).await;
+    let fields = [
+        ("email", "alice@example.com"),
+        ("action", "approve"),
+        ("nonce", nonce.as_str()),
+    ];
+    let approved = t.post_form(&login, &fields, Some(&cookie)).await;
+    assert_eq!(approved.status(), StatusCode::FOUND);
+    let org_cookie = header(&approved, "set-cookie").unwrap().to_owned();
+    let org = org_cookie
+        .strip_prefix("CF_Authorization=")
+        .and_then(|c| c.split(';').next())
+        .unwrap();
+    assert_eq!(claims(org)["email"], "alice@example.com");
+    assert_eq!(claims(org)["type"], "org");
+    let authorized = header(&approved, "location").unwrap().to_owned();
+    assert!(authorized.starts_with("https://web.demo.test/cdn-cgi/access/authorized?"));
+    let again = t.post_form(&login, &fields, Some(&cookie)).await;
+    assert_eq!(again.status(), StatusCode::FORBIDDEN, "a nonce works once");
+
+    let response = t
+        .head(
+            &authorized,
+            &[("cookie", &format!("CF_AppSession={session}"))],
+        )
+        .await;
+    assert_eq!(response.status(), StatusCode::FOUND);
+    assert_eq!(header(&response, "location"), Some("/docs?page=2"));
+    let app_cookie = header(&response, "set-cookie").unwrap();
+    let app_token = app_cookie
+        .strip_prefix("CF_Authorization=")
+        .and_then(|c| c.split(';').next())
+        .unwrap();
+    assert_eq!(claims(app_token)["email"], "alice@example.com");
 }
