@@ -32,15 +32,20 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     if let Some(dir) = cli.config_dir.filter(|d| !d.as_os_str().is_empty()) {
         ConfigDir::choose(dir);
     }
+    // Logging as the global options ask; with a log file, the console gets
+    // the logs too when `console_with_file`.
+    let init_logging = |console_with_file| {
+        logging::init(&logging::Settings {
+            level: cli.log_level,
+            output: cli.output,
+            file: cli.logfile.as_deref(),
+            directory: cli.log_directory.as_deref(),
+            console_with_file,
+        })
+    };
     let (action, access_fedramp) = match cli.command {
         Command::Server { action } => {
-            logging::init(&logging::Settings {
-                level: cli.log_level,
-                output: cli.output,
-                file: cli.logfile.as_deref(),
-                directory: cli.log_directory.as_deref(),
-                console_with_file: true,
-            })?;
+            init_logging(true)?;
             return crate::server::run(action);
         }
         Command::Action(Action::Help(args)) => return help::run(&[], &args),
@@ -68,13 +73,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     // its logs go there alone, as the official client's do.
     let carrying_stdio =
         matches!(&action, Action::Tcp(args) if args.url.is_none() && args.listen.is_none());
-    logging::init(&logging::Settings {
-        level: cli.log_level,
-        output: cli.output,
-        file: cli.logfile.as_deref(),
-        directory: cli.log_directory.as_deref(),
-        console_with_file: !carrying_stdio,
-    })?;
+    init_logging(!carrying_stdio)?;
     if let Action::Tcp(args) = &action
         && (args.connect_to.is_some() || args.debug_stream.is_some())
     {

@@ -98,7 +98,17 @@ pub(crate) async fn upgrade(
         }
     };
     if app.audit_ssh {
-        return match audited(&edge, app, &target.host, &principal, destination).await {
+        let client_addr = crate::front::accept::client_addr(&request);
+        return match audited(
+            &edge,
+            app,
+            &target.host,
+            &principal,
+            destination,
+            client_addr,
+        )
+        .await
+        {
             Ok(audited) => {
                 if let Some(connection) = request.extensions().get::<Connection>() {
                     connection.carrier();
@@ -184,18 +194,9 @@ async fn carry(
     origin: TcpStream,
     session: Session,
 ) {
-    let mut stopping = edge.stopping.clone();
     let work = async {
-        let client = match tokio::time::timeout(UPGRADE_TIMEOUT, upgraded).await {
-            Ok(Ok(ws)) => ws.into_inner(),
-            Ok(Err(e)) => {
-                tracing::info!(app = %session.app, "the upgrade did not complete: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(app = %session.app, "the upgrade did not complete in time");
-                return;
-            }
+        let Some(client) = completed(upgraded, &session.app, "the").await else {
+            return;
         };
         tracing::debug!(app = %session.app, origin = %session.destination, who = %session.who, "carrying");
         let (origin_read, origin_write) = origin.into_split();
@@ -217,12 +218,7 @@ async fn carry(
             report.outcome
         );
     };
-    tokio::select! {
-        () = work => {}
-        _ = stopping.wait_for(|stopped| *stopped) => {
-            tracing::debug!(app = %session.app, "the edge stops: carried connection dropped");
-        }
-    }
+    until_stopped(&edge, &session.app, "carried", work).await;
     drop(session.active);
 }
 
@@ -235,6 +231,7 @@ async fn audited(
     host: &str,
     principal: &Principal,
     destination: String,
+    client_addr: String,
 ) -> Result<(HostIdentity, audit::Audited), (StatusCode, String)> {
     let Principal::User(email, expires) = principal else {
         return Err((
@@ -269,7 +266,7 @@ async fn audited(
             host: host.to_owned(),
             email: email.clone(),
             principal: origin.user().to_owned(),
-            client_addr: String::new(),
+            client_addr,
             origin_addr: destination,
             logs_dir: edge.state.path().join("ssh-logs"),
             log_key: app.ssh_log_key.clone(),
@@ -291,18 +288,9 @@ async fn carry_audited(
     (identity, audited): (HostIdentity, audit::Audited),
     session: Session,
 ) {
-    let mut stopping = edge.stopping.clone();
     let work = async {
-        let client = match tokio::time::timeout(UPGRADE_TIMEOUT, upgraded).await {
-            Ok(Ok(ws)) => ws.into_inner(),
-            Ok(Err(e)) => {
-                tracing::info!(app = %session.app, "the upgrade did not complete: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(app = %session.app, "the upgrade did not complete in time");
-                return;
-            }
+        let Some(client) = completed(upgraded, &session.app, "the").await else {
+            return;
         };
         tracing::debug!(app = %session.app, origin = %session.destination, who = %session.who, "serving audited ssh");
         let (relay_end, ssh_end) = tokio::io::duplex(PIPE);
@@ -323,11 +311,38 @@ async fn carry_audited(
             report.outcome
         );
     };
+    until_stopped(&edge, &session.app, "audited", work).await;
+    drop(session.active);
+}
+
+/// The upgraded connection once the client's side of the 101 completes
+/// within [`UPGRADE_TIMEOUT`]; `None`, logged, when it does not. `what`
+/// names the connection in the log line (`the`, `the terminal's`).
+pub(crate) async fn completed(
+    upgraded: fastwebsockets::upgrade::UpgradeFut,
+    app: &str,
+    what: &str,
+) -> Option<impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + use<>> {
+    match tokio::time::timeout(UPGRADE_TIMEOUT, upgraded).await {
+        Ok(Ok(ws)) => Some(ws.into_inner()),
+        Ok(Err(e)) => {
+            tracing::info!(%app, "{what} upgrade did not complete: {e}");
+            None
+        }
+        Err(_) => {
+            tracing::info!(%app, "{what} upgrade did not complete in time");
+            None
+        }
+    }
+}
+
+/// Runs `work` until it ends or the edge stops, whichever comes first.
+async fn until_stopped(edge: &EdgeState, app: &str, kind: &str, work: impl Future<Output = ()>) {
+    let mut stopping = edge.stopping.clone();
     tokio::select! {
         () = work => {}
         _ = stopping.wait_for(|stopped| *stopped) => {
-            tracing::debug!(app = %session.app, "the edge stops: audited connection dropped");
+            tracing::debug!(%app, "the edge stops: {kind} connection dropped");
         }
     }
-    drop(session.active);
 }

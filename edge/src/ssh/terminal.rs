@@ -54,8 +54,6 @@ use crate::ssh::page;
 
 /// The websocket's path on the app host.
 pub(crate) const SESSION: &str = "/cdn-cgi/access/ssh/session";
-/// How long the browser may take to receive the 101.
-const UPGRADE_TIMEOUT: Duration = Duration::from_secs(30);
 /// A browser frame larger than this is a protocol error: input comes a
 /// keystroke or a paste at a time.
 const MAX_FRAME: usize = 1024 * 1024;
@@ -167,8 +165,7 @@ pub(crate) async fn session(
     if let Some(connection) = request.extensions().get::<Connection>() {
         connection.carrier();
     }
-    // The accept loop keeps no peer address for handlers yet.
-    let client_addr = String::new();
+    let client_addr = crate::front::accept::client_addr(&request);
     let session = Session {
         app: app.hostname.clone(),
         log_key: log_key(app),
@@ -180,16 +177,10 @@ pub(crate) async fn session(
         active: edge.terminals.start(),
     };
     tokio::spawn(async move {
-        let ws = match tokio::time::timeout(UPGRADE_TIMEOUT, upgraded).await {
-            Ok(Ok(ws)) => ws.into_inner(),
-            Ok(Err(e)) => {
-                tracing::info!(app = %session.app, "the terminal's upgrade did not complete: {e}");
-                return;
-            }
-            Err(_) => {
-                tracing::info!(app = %session.app, "the terminal's upgrade did not complete in time");
-                return;
-            }
+        let Some(ws) =
+            crate::carrier::upgrade::completed(upgraded, &session.app, "the terminal's").await
+        else {
+            return;
         };
         run(edge, ws, session).await;
     });
