@@ -501,6 +501,28 @@ def keystroke_echo(world, quick):
                 "s", samples, extra={"p90_s": p90})]
 
 
+def audited_session(world, quick):
+    """What an audited app (docs/protocol.md 14) adds to `ssh host true`: the
+    edge terminating SSH, connecting to the origin with a short-lived
+    certificate and logging the session, against the same ssh through a
+    plain app. The driver is the `bench_audited_against_plain_exec` test of
+    tests/audit.rs (ignored in the suite), built with --release; it runs its
+    own edge and sshd, as the tests do."""
+    runs = 5 if quick else 21
+    env = dict(os.environ, CFACCESS_BENCH_RUNS=str(runs))
+    out = subprocess.run(["cargo", "test", "--release", "--locked", "-q", "--test", "audit", "--",
+                          "--ignored", "--exact", "bench_audited_against_plain_exec", "--nocapture",
+                          "--test-threads", "1"],
+                         cwd=ROOT, env=env, capture_output=True, text=True)
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{\"plain_ms\"")]
+    if out.returncode != 0 or not lines:
+        raise SystemExit("the audited-session driver failed:\n" + out.stdout[-4000:] + out.stderr[-4000:])
+    m = json.loads(lines[-1])
+    return [row("audited_session", f"ssh host true through an audited app (median of {runs})", "s",
+                [m["audited_ms"] / 1000], [m["plain_ms"] / 1000], "the same through a plain app",
+                extra={"edge_added_s": m["added_ms"] / 1000})]
+
+
 def binary_size(world, quick):
     """The release binary's size (built with `cargo build --release -p cfaccess`)."""
     size = (BIN / "cfaccess").stat().st_size
@@ -544,6 +566,7 @@ MEASUREMENTS = {
     "throughput_ssh": throughput_ssh,
     "concurrent_logins": concurrent_logins,
     "keystroke_echo": keystroke_echo,
+    "audited_session": audited_session,
     "binary_size": binary_size,
 }
 

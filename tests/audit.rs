@@ -368,6 +368,9 @@ fn an_audited_session_is_recorded_and_its_capture_decrypts() {
     assert_eq!(line["app"], APP_HOST);
     assert_eq!(line["program"], "exec");
     assert_eq!(line["exit_status"], 3);
+    // the address cfaccess connected to the edge from
+    let client = line["client_addr"].as_str().unwrap_or_default();
+    assert!(client.starts_with("127.0.0.1:"), "{line}");
 }
 
 /// Bench hook (for bench.py, issue 14): the median wall time of

@@ -19,6 +19,7 @@
 
 use std::future::{Future, Ready, ready};
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -58,6 +59,8 @@ impl Default for Timeouts {
 /// stream and the requests on it (as a request extension).
 #[derive(Debug)]
 struct Shared {
+    /// The client's address, for the SSH command log's index.
+    peer: Option<SocketAddr>,
     carrier: AtomicBool,
     /// Requests whose handler has not answered yet.
     in_flight: AtomicUsize,
@@ -85,8 +88,9 @@ struct Activity {
 pub(crate) struct Connection(Arc<Shared>);
 
 impl Connection {
-    fn new() -> Connection {
+    fn new(peer: Option<SocketAddr>) -> Connection {
         Connection(Arc::new(Shared {
+            peer,
             carrier: AtomicBool::new(false),
             in_flight: AtomicUsize::new(0),
             h2: AtomicBool::new(false),
@@ -96,6 +100,11 @@ impl Connection {
                 waker: None,
             }),
         }))
+    }
+
+    /// The client's address, as the socket saw it.
+    pub fn peer(&self) -> Option<SocketAddr> {
+        self.0.peer
     }
 
     /// The connection now carries a websocket: no HTTP deadline applies to
@@ -126,6 +135,17 @@ impl Connection {
     }
 }
 
+/// The address of the client that sent `request`, as the index of the SSH
+/// command logs records it; empty when the request came some other way.
+pub(crate) fn client_addr<B>(request: &Request<B>) -> String {
+    request
+        .extensions()
+        .get::<Connection>()
+        .and_then(Connection::peer)
+        .map(|peer| peer.to_string())
+        .unwrap_or_default()
+}
+
 /// A request in flight; answered when dropped.
 struct InFlight(Connection);
 
@@ -150,7 +170,7 @@ impl<S> Accept<TcpStream, S> for ClientAcceptor {
     type Future = Ready<io::Result<(Self::Stream, Self::Service)>>;
 
     fn accept(&self, stream: TcpStream, service: S) -> Self::Future {
-        let connection = Connection::new();
+        let connection = Connection::new(stream.peer_addr().ok());
         ready(stream.set_nodelay(true).map(|()| {
             (
                 ClientStream::new(stream, connection.clone(), self.timeouts),
