@@ -210,8 +210,18 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
     if e.is_timeout() {
         return "timed out".into();
     }
+    match e.source() {
+        Some(cause) => describe_cause(cause),
+        None => e.to_string(),
+    }
+}
+
+/// What went wrong under a network error, in the words of
+/// [`describe_reqwest`]: the TLS error or the I/O error's kind where there
+/// is one, else the deepest message.
+pub fn describe_cause(e: &(dyn StdError + 'static)) -> String {
     let mut deepest: Option<String> = None;
-    let mut cause = e.source();
+    let mut cause = Some(e);
     while let Some(c) = cause {
         if let Some(tls) = find::<rustls::Error>(c) {
             return format!("TLS handshake failed: {tls}");

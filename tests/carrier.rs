@@ -450,3 +450,35 @@ fn a_listener_out_of_file_descriptors_pauses_instead_of_spinning() {
     );
     drop(held);
 }
+
+/// With `HTTPS_PROXY` set, the websocket goes through the proxy (a CONNECT
+/// tunnel to the edge), as every other request does; without it, the carrier
+/// makes its own connection, and the proxy sees nothing.
+#[test]
+fn the_carrier_goes_through_an_https_proxy_when_one_is_set() {
+    let (sshd, env) = setup();
+    // every name the edge serves, as DNS would give them to the proxy
+    let profile: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(env.edge.profile_path()).unwrap()).unwrap();
+    let names = profile["hosts"]
+        .as_object()
+        .unwrap()
+        .keys()
+        .map(|name| (format!("{name}:443"), env.edge.addr()))
+        .collect();
+    let proxy = common::proxy::ConnectProxy::start(names);
+    let mut through = env.ssh(&sshd.user_key, "", &[APP_HOST, "echo", "via the proxy"]);
+    through.env("HTTPS_PROXY", format!("http://127.0.0.1:{}", proxy.port));
+    let run_through = run(through);
+    run_through.success();
+    assert_eq!(run_through.stdout, "via the proxy\n");
+    let tunnels = proxy.tunnels();
+    assert!(tunnels >= 1, "the websocket went through the proxy");
+    assert_eq!(env.edge.carried().total, 1);
+
+    let direct = run(env.ssh(&sshd.user_key, "", &[APP_HOST, "echo", "direct"]));
+    direct.success();
+    assert_eq!(direct.stdout, "direct\n");
+    assert_eq!(proxy.tunnels(), tunnels, "no proxy set, no tunnel");
+    assert_eq!(env.edge.carried().total, 2);
+}

@@ -238,6 +238,7 @@ impl Edge {
                 addr,
                 &edge_binary,
                 state.api.profile_api(),
+                audited_host_cas(&state)?,
             )?;
             Ok(control)
         });
@@ -587,6 +588,27 @@ struct Prepared {
     ca_pem: String,
     edge_binary: PathBuf,
     stop: watch::Sender<bool>,
+}
+
+/// Each audited app's hostname with the public key of the edge's SSH host
+/// CA (made now if it was not yet), for the profile: `cfaccess ssh-config`
+/// prints the `@cert-authority` line from it without asking.
+fn audited_host_cas(state: &EdgeState) -> Result<BTreeMap<String, String>, EdgeError> {
+    let audited: Vec<&str> = state
+        .site
+        .apps
+        .iter()
+        .filter(|a| a.audit_ssh)
+        .map(|a| a.hostname.as_str())
+        .collect();
+    if audited.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let key = crate::ssh::audit::host::HostIdentity::load_or_create(state.state.path())?.ca_line();
+    Ok(audited
+        .into_iter()
+        .map(|host| (host.to_owned(), key.clone()))
+        .collect())
 }
 
 fn prepare(opts: EdgeOptions) -> Result<Prepared, EdgeError> {

@@ -32,6 +32,12 @@ pub struct EdgeProfile {
     /// `CLOUDFLARE_ACCOUNT_ID` and `CLOUDFLARE_API_TOKEN` or its flags).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub api: Option<ProfileApi>,
+    /// The audited apps (docs/protocol.md 14), each hostname with the public
+    /// key of the SSH host CA the edge signs its host key with, as OpenSSH
+    /// writes it: `cfaccess ssh-config` prints the `@cert-authority` line
+    /// from this, with no request.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub audited_ssh: BTreeMap<String, String>,
 }
 
 /// The edge's Cloudflare API, as its profile names it.
@@ -121,16 +127,27 @@ impl EdgeProfile {
     /// The address that answers for `host`: an exact entry first, then the
     /// wildcard entry with the longest matching suffix.
     pub fn address_for(&self, host: &str) -> Option<SocketAddr> {
-        let host = host.trim_end_matches('.').to_ascii_lowercase();
-        if let Some(addr) = self.hosts.get(&host) {
-            return Some(*addr);
-        }
-        self.hosts
-            .iter()
-            .filter(|(pattern, _)| wildcard_matches(pattern, &host))
-            .max_by_key(|(pattern, _)| pattern.len())
-            .map(|(_, addr)| *addr)
+        by_host(&self.hosts, host).copied()
     }
+
+    /// The host CA key of `host` when it is an audited app, found as
+    /// [`EdgeProfile::address_for`] finds addresses.
+    pub fn audited_host_ca(&self, host: &str) -> Option<&str> {
+        by_host(&self.audited_ssh, host).map(String::as_str)
+    }
+}
+
+/// The entry of `map` for `host`: its own, else the wildcard with the
+/// longest matching suffix.
+fn by_host<'a, V>(map: &'a BTreeMap<String, V>, host: &str) -> Option<&'a V> {
+    let host = host.trim_end_matches('.').to_ascii_lowercase();
+    if let Some(value) = map.get(&host) {
+        return Some(value);
+    }
+    map.iter()
+        .filter(|(pattern, _)| wildcard_matches(pattern, &host))
+        .max_by_key(|(pattern, _)| pattern.len())
+        .map(|(_, value)| value)
 }
 
 /// Whether `host` falls under the wildcard `pattern` (`*.example.com` matches
@@ -159,6 +176,7 @@ mod tests {
             ca_cert: "-----BEGIN CERTIFICATE-----".into(),
             hosts,
             api: None,
+            audited_ssh: BTreeMap::new(),
         }
     }
 

@@ -97,31 +97,40 @@ pub fn client(profile: Option<&EdgeProfile>) -> Result<Client, HttpError> {
         .tcp_nodelay(true);
     if let Some(profile) = profile {
         builder = builder
-            .tls_backend_preconfigured(edge_tls(profile)?)
+            .tls_backend_preconfigured(tls_config(Some(profile))?)
             .dns_resolver(Arc::new(ProfileResolver(profile.clone())));
     }
     builder.build().map_err(HttpError::Build)
 }
 
-/// The TLS settings reqwest would make (TLS 1.2 and 1.3, SNI, ALPN
-/// `http/1.1`, the installed provider), with the [`EdgeVerifier`] of
+/// The TLS settings of the connections the carrier makes itself
+/// (`carrier::transport`), the same as the client's: without a profile
+/// those reqwest makes (TLS 1.2 and 1.3, SNI, ALPN `http/1.1`, the installed
+/// provider, the platform verifier), and with one the [`EdgeVerifier`] of
 /// `profile` in place of the platform verifier.
-fn edge_tls(profile: &EdgeProfile) -> Result<rustls::ClientConfig, HttpError> {
+pub fn tls_config(profile: Option<&EdgeProfile>) -> Result<rustls::ClientConfig, HttpError> {
+    install_crypto_provider();
     let provider = rustls::crypto::CryptoProvider::get_default()
         .cloned()
         .unwrap_or_else(|| Arc::new(provider()));
-    let verifier = EdgeVerifier::new(profile, provider.clone(), {
-        let provider = provider.clone();
-        Box::new(move || {
-            let system = rustls_platform_verifier::Verifier::new(provider.clone())?;
-            Ok(Arc::new(system) as Arc<dyn ServerCertVerifier>)
-        })
-    })?;
+    let verifier: Arc<dyn ServerCertVerifier> = match profile {
+        Some(profile) => Arc::new(EdgeVerifier::new(profile, provider.clone(), {
+            let provider = provider.clone();
+            Box::new(move || {
+                let system = rustls_platform_verifier::Verifier::new(provider.clone())?;
+                Ok(Arc::new(system) as Arc<dyn ServerCertVerifier>)
+            })
+        })?),
+        None => Arc::new(
+            rustls_platform_verifier::Verifier::new(provider.clone())
+                .map_err(|e| HttpError::Tls(e.to_string()))?,
+        ),
+    };
     let mut tls = rustls::ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(rustls::ALL_VERSIONS)
         .map_err(|e| HttpError::Tls(e.to_string()))?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     tls.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(tls)
@@ -378,28 +387,69 @@ pub async fn error_text(response: Response, limit: Duration) -> String {
 
 /// The body up to `cap` bytes, and whether there was more.
 async fn read_capped(
-    mut response: Response,
+    response: Response,
     cap: usize,
     limit: Duration,
 ) -> Result<(Vec<u8>, bool), BodyError> {
-    if response.content_length().is_some_and(|n| n > cap as u64) {
+    let length = response.content_length();
+    let body = reqwest::Body::from(response);
+    read_body_capped(body, length, cap, limit, |e: reqwest::Error| {
+        crate::error::describe_reqwest(&e)
+    })
+    .await
+}
+
+/// An error answer's text from a bare HTTP body (the carrier's own
+/// connection, `carrier::transport`), as [`error_text`] gives it.
+pub async fn error_text_of(body: hyper::body::Incoming, limit: Duration) -> String {
+    let length = http_body::Body::size_hint(&body).exact();
+    let read = read_body_capped(
+        body,
+        length,
+        limits::ERROR_BODY,
+        limit,
+        |e: hyper::Error| e.to_string(),
+    );
+    match read.await {
+        Ok((body, _)) => first_line(&String::from_utf8_lossy(&body)),
+        Err(_) => String::new(),
+    }
+}
+
+/// `body` up to `cap` bytes, and whether there was more; `length` is what
+/// its head announced.
+async fn read_body_capped<B>(
+    mut body: B,
+    length: Option<u64>,
+    cap: usize,
+    limit: Duration,
+    describe: impl Fn(B::Error) -> String,
+) -> Result<(Vec<u8>, bool), BodyError>
+where
+    B: http_body::Body<Data = hyper::body::Bytes> + Unpin,
+{
+    use http_body_util::BodyExt;
+    if length.is_some_and(|n| n > cap as u64) {
         return Ok((Vec::new(), true));
     }
     let read = async {
-        let mut body = Vec::new();
-        while let Some(chunk) = response
-            .chunk()
-            .await
-            .map_err(|e| BodyError::Read(crate::error::describe_reqwest(&e)))?
-        {
-            let room = cap - body.len();
+        let mut out = Vec::new();
+        while let Some(frame) = body.frame().await {
+            let Ok(chunk) = frame
+                .map_err(&describe)
+                .map_err(BodyError::Read)?
+                .into_data()
+            else {
+                continue; // trailers
+            };
+            let room = cap - out.len();
             if chunk.len() > room {
-                body.extend_from_slice(&chunk[..room]);
-                return Ok((body, true));
+                out.extend_from_slice(&chunk[..room]);
+                return Ok((out, true));
             }
-            body.extend_from_slice(&chunk);
+            out.extend_from_slice(&chunk);
         }
-        Ok((body, false))
+        Ok((out, false))
     };
     tokio::time::timeout(limit, read)
         .await
@@ -424,17 +474,25 @@ struct ProfileResolver(EdgeProfile);
 
 impl Resolve for ProfileResolver {
     fn resolve(&self, name: Name) -> Resolving {
-        if let Some(addr) = self.0.address_for(name.as_str()) {
-            let addrs: Addrs = Box::new(std::iter::once(addr));
-            return Box::pin(std::future::ready(Ok(addrs)));
-        }
+        let profile = self.0.clone();
         let host = name.as_str().to_owned();
         Box::pin(async move {
-            let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, 0)).await?.collect();
-            let addrs: Addrs = Box::new(addrs.into_iter());
+            let addrs: Addrs = Box::new(addresses(Some(&profile), &host).await?.into_iter());
             Ok(addrs)
         })
     }
+}
+
+/// The addresses of `host`: the profile's for a name it serves, else the
+/// system resolver's (with port 0, for the caller to set).
+pub async fn addresses(
+    profile: Option<&EdgeProfile>,
+    host: &str,
+) -> std::io::Result<Vec<SocketAddr>> {
+    if let Some(addr) = profile.and_then(|p| p.address_for(host)) {
+        return Ok(vec![addr]);
+    }
+    Ok(tokio::net::lookup_host((host, 0)).await?.collect())
 }
 
 #[cfg(test)]
@@ -486,6 +544,7 @@ mod tests {
             ca_cert: edge_pem,
             hosts,
             api: None,
+            audited_ssh: Default::default(),
         };
         let provider = Arc::new(provider());
         let made = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -541,6 +600,7 @@ mod tests {
             ca_cert: ca_cert.to_owned(),
             hosts: Default::default(),
             api: None,
+            audited_ssh: Default::default(),
         };
         let none =
             || -> SystemVerifier { Box::new(|| Err(rustls::Error::General("unused".into()))) };

@@ -20,7 +20,7 @@ pub mod token_check;
 pub mod token_store;
 
 use std::io::Write;
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tracing::debug;
@@ -88,6 +88,8 @@ pub struct Access {
     /// Built on first use: loading the trust roots costs milliseconds that
     /// the offline fast paths (`token`, a valid certificate) do not need.
     http: OnceLock<reqwest::Client>,
+    /// The TLS settings of the carrier's own connections, built on first use.
+    carrier_tls: OnceLock<Arc<rustls::ClientConfig>>,
     profile: Option<EdgeProfile>,
     store: TokenStore,
     options: LoginOptions,
@@ -101,6 +103,7 @@ impl Access {
     pub fn new(profile: Option<EdgeProfile>, dir: ConfigDir, options: LoginOptions) -> Self {
         Access {
             http: OnceLock::new(),
+            carrier_tls: OnceLock::new(),
             profile,
             store: TokenStore::new(dir),
             options,
@@ -116,6 +119,21 @@ impl Access {
         }
         let client = http::client(self.profile.as_ref())?;
         Ok(self.http.get_or_init(|| client))
+    }
+
+    /// The TLS settings of the carrier's own connections
+    /// (`carrier::transport`), built now if they were not yet.
+    pub fn carrier_tls(&self) -> Result<&Arc<rustls::ClientConfig>, HttpError> {
+        if let Some(tls) = self.carrier_tls.get() {
+            return Ok(tls);
+        }
+        let tls = Arc::new(http::tls_config(self.profile.as_ref())?);
+        Ok(self.carrier_tls.get_or_init(|| tls))
+    }
+
+    /// The edge profile in use, if any.
+    pub fn profile(&self) -> Option<&EdgeProfile> {
+        self.profile.as_ref()
     }
 
     pub fn store(&self) -> &TokenStore {

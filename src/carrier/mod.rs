@@ -16,6 +16,7 @@
 pub mod handshake;
 pub mod listener;
 pub mod pump;
+pub mod transport;
 
 use std::future::Future;
 use std::time::Duration;
@@ -28,7 +29,8 @@ use crate::access::host::AppUrl;
 use crate::access::login_service::Redirect;
 use crate::access::{Access, AccessError};
 use crate::limits;
-use handshake::DialError;
+use handshake::{DialError, Dialer};
+pub use transport::Stream;
 
 /// Where to connect and what to send besides a token.
 #[derive(Debug, Clone)]
@@ -186,11 +188,19 @@ impl Budget {
 
 /// Opens an authenticated websocket to `target`, within
 /// [`limits::CARRIER_OPEN`] (logins excepted).
-pub async fn open(access: &Access, target: &Target) -> Result<reqwest::Upgraded, CarrierError> {
+pub async fn open(access: &Access, target: &Target) -> Result<Stream, CarrierError> {
     let mut budget = Budget::new();
-    let http = access.http().map_err(AccessError::from)?;
+    let dialer = if transport::proxied() {
+        Dialer::Proxied(access.http().map_err(AccessError::from)?)
+    } else {
+        Dialer::Direct {
+            tls: access.carrier_tls().map_err(AccessError::from)?,
+            profile: access.profile(),
+        }
+    };
+    let dialer = &dialer;
     let dial = |token: Option<String>| async move {
-        handshake::dial(http, &target.url, &target.headers, token.as_deref()).await
+        handshake::dial(dialer, &target.url, &target.headers, token.as_deref()).await
     };
     let known = target
         .may_log_in()

@@ -190,41 +190,16 @@ pub fn run(args: SshConfigArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// How long `ssh-config` waits for the edge to say whether the app is
-/// audited: an edge that is not there only costs this.
-const HOST_CA_WAIT: std::time::Duration = std::time::Duration::from_secs(3);
-
-/// The `@cert-authority` line of an audited app, from
-/// `https://<host>/cdn-cgi/access/ssh/host-ca` (access-edge's route; docs/protocol.md
-/// 14.3). `None` for any other app, and when the edge cannot be asked:
-/// `ssh-config` works offline, and an app that is not audited needs no line.
-/// Only an access-edge serves the route, so only with an edge profile
-/// (`CFACCESS_EDGE`) is it asked: against Cloudflare, `ssh-config` stays
-/// the offline command it was.
+/// The `@cert-authority` line of an audited app (docs/protocol.md 14.3),
+/// from the edge profile, which names each audited app with the edge's SSH
+/// host CA: `None` for any other app. Only an access-edge has audited apps
+/// of its own (Cloudflare's SSH proxy is set up in its dashboard), so only
+/// with a profile (`CFACCESS_EDGE`) is there a line; `ssh-config` stays an
+/// offline command either way.
 fn audited_host_line(hostname: &str) -> Option<String> {
     let profile = super::edge_profile().ok()??;
-    let fetch = async {
-        let client = crate::access::http::client(Some(&profile)).ok()?;
-        let url = format!("https://{hostname}/cdn-cgi/access/ssh/host-ca");
-        let response = client.get(url).send().await.ok()?;
-        if response.status() != reqwest::StatusCode::OK {
-            return None;
-        }
-        response.text().await.ok()
-    };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .ok()?;
-    let text = runtime.block_on(async {
-        tokio::time::timeout(HOST_CA_WAIT, fetch)
-            .await
-            .ok()
-            .flatten()
-    });
-    runtime.shutdown_background();
-    let text = text?;
-    host_ca_line(hostname, &text)
+    let key = profile.audited_host_ca(hostname)?;
+    host_ca_line(hostname, &format!("@cert-authority {hostname} {key}"))
 }
 
 /// The one `@cert-authority <hostname> <key>` line in `text`, if that is

@@ -8,6 +8,7 @@
 pub mod chromium;
 pub mod hostile;
 pub mod proc;
+pub mod proxy;
 pub mod pty;
 pub mod sshd;
 

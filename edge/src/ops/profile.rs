@@ -25,6 +25,7 @@ pub(crate) fn write(
     addr: SocketAddr,
     edge_binary: &Path,
     api: Option<ProfileApi>,
+    audited_ssh: BTreeMap<String, String>,
 ) -> Result<(), EdgeError> {
     let addr = connectable(addr);
     let profile = EdgeProfile {
@@ -34,6 +35,7 @@ pub(crate) fn write(
             .map(|n| (n.clone(), addr))
             .collect::<BTreeMap<_, _>>(),
         api,
+        audited_ssh,
     };
     let profile_path = state.file(files::PROFILE);
     let script = browser_script(edge_binary, &profile_path);
@@ -173,10 +175,13 @@ mod tests {
             "0.0.0.0:7".parse().unwrap(),
             &fake,
             None,
+            BTreeMap::from([("a.test".to_owned(), "ssh-ed25519 AAAA".to_owned())]),
         )
         .unwrap();
         let profile = EdgeProfile::load(&state.file(files::PROFILE)).unwrap();
         assert_eq!(profile.hosts["a.test"], "127.0.0.1:7".parse().unwrap());
+        assert_eq!(profile.audited_host_ca("A.test"), Some("ssh-ed25519 AAAA"));
+        assert_eq!(profile.audited_host_ca("b.test"), None);
         let out = std::process::Command::new(state.file(files::BROWSER))
             .arg("https://a.test/x?y=1&z=2")
             .output()
