@@ -23,7 +23,9 @@ use std::process::ExitCode;
 /// own do), other failures 1, each with one line on stderr.
 pub fn main() -> ExitCode {
     let args = cli::normalize_args(std::env::args_os());
-    if let Some(code) = commands::ssh_gen_fast_path(&args) {
+    if let Some(code) =
+        commands::ssh_gen_fast_path(&args).or_else(|| commands::token_fast_path(&args))
+    {
         return code;
     }
     let cli = match cli::parse(args) {

@@ -101,6 +101,11 @@ pub fn ssh_gen_fast_path(args: &[std::ffi::OsString]) -> Option<ExitCode> {
     ssh_gen::fast_path(args)
 }
 
+/// `token`'s answer before any parsing, for scripts ([`token::fast_path`]).
+pub fn token_fast_path(args: &[std::ffi::OsString]) -> Option<ExitCode> {
+    token::fast_path(args)
+}
+
 /// A usage error found after parsing: printed like clap's, exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
