@@ -476,6 +476,14 @@ def concurrent_logins(world, quick):
                        "sshd_alone_n_vs_one": direct_many / direct_one})]
 
 
+def with_toolchain(env):
+    """`env` plus where rustup and cargo keep their files: the bench's worlds
+    set HOME to a temp dir, and a `cargo` run there would find no toolchain."""
+    home = Path(os.environ.get("HOME", str(Path.home())))
+    return dict(env, RUSTUP_HOME=os.environ.get("RUSTUP_HOME", str(home / ".rustup")),
+                CARGO_HOME=os.environ.get("CARGO_HOME", str(home / ".cargo")))
+
+
 def keystroke_echo(world, quick):
     """The browser terminal's keystroke-to-echo time: headless Chromium signs
     in through the edge's page, opens the terminal on the demo app's sshd and
@@ -486,8 +494,8 @@ def keystroke_echo(world, quick):
         log("skipping keystroke_echo: no /usr/bin/chromium (apt-get install chromium)")
         return []
     keys = 50 if quick else 200
-    env = dict(world.env, CFACCESS_BENCH_PROFILE=str(world.tmp / "edge" / "profile.json"),
-               CFACCESS_BENCH_EMAIL=world.email, CFACCESS_BENCH_KEYS=str(keys))
+    env = with_toolchain(dict(world.env, CFACCESS_BENCH_PROFILE=str(world.tmp / "edge" / "profile.json"),
+                              CFACCESS_BENCH_EMAIL=world.email, CFACCESS_BENCH_KEYS=str(keys)))
     out = subprocess.run(["cargo", "test", "--release", "--locked", "-q", "--test", "terminal", "--",
                           "--ignored", "--exact", "keystroke_to_echo", "--nocapture", "--test-threads", "1"],
                          cwd=ROOT, env=env, capture_output=True, text=True)
@@ -509,7 +517,7 @@ def audited_session(world, quick):
     tests/audit.rs (ignored in the suite), built with --release; it runs its
     own edge and sshd, as the tests do."""
     runs = 5 if quick else 21
-    env = dict(os.environ, CFACCESS_BENCH_RUNS=str(runs))
+    env = with_toolchain(dict(os.environ, CFACCESS_BENCH_RUNS=str(runs)))
     out = subprocess.run(["cargo", "test", "--release", "--locked", "-q", "--test", "audit", "--",
                           "--ignored", "--exact", "bench_audited_against_plain_exec", "--nocapture",
                           "--test-threads", "1"],
@@ -528,6 +536,182 @@ def binary_size(world, quick):
     size = (BIN / "cfaccess").stat().st_size
     return [row("binary_size", "size of target/release/cfaccess", "MiB", [size / (1 << 20)])]
 
+# --- the carrier against its peers (issue 15) --------------------------------
+
+PEERS = {"wstunnel": None, "official": None}
+PEER_HOST = "carrier.peer.test"
+
+
+class Counter:
+    """A TCP server for one transfer at a time: uploads are read to `size`
+    bytes (then `done` is set), downloads are sent `size` bytes, by `mode`."""
+
+    def __init__(self):
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.mode, self.size, self.done = "sink", 0, threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def expect(self, mode, size):
+        self.mode, self.size = mode, size
+        self.done.clear()
+
+    def _serve(self):
+        while True:
+            conn, _ = self.sock.accept()
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+    def _one(self, conn):
+        with conn:
+            if self.mode == "source":
+                data = b"\0" * CHUNK
+                for _ in range(self.size // CHUNK):
+                    conn.sendall(data)
+                conn.shutdown(socket.SHUT_WR)
+                conn.recv(1)
+                return
+            buf, got = bytearray(4 * CHUNK), 0
+            while got < self.size:
+                n = conn.recv_into(buf)
+                if n == 0:
+                    return
+                got += n
+            self.done.set()
+
+
+def transfer(counter, port, direction, size):
+    """Seconds to carry `size` bytes through the listener on `port`: up to
+    the counter (until it has them all), or down from it."""
+    counter.expect("sink" if direction == "up" else "source", size)
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port)) as s:
+        if direction == "up":
+            data = b"\0" * CHUNK
+            for _ in range(size // CHUNK):
+                s.sendall(data)
+            if not counter.done.wait(300):
+                raise SystemExit(f"an upload through port {port} did not arrive")
+        else:
+            buf, got = bytearray(4 * CHUNK), 0
+            while got < size:
+                n = s.recv_into(buf)
+                if n == 0:
+                    raise SystemExit(f"a download through port {port} stopped at {got} bytes")
+                got += n
+    return time.perf_counter() - start
+
+
+def peer_certificate(tmp):
+    """A throwaway CA and a certificate for PEER_HOST, by openssl."""
+    def ossl(*args):
+        sh("openssl", *args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    ossl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "2",
+         "-subj", "/CN=peer-ca", "-keyout", str(tmp / "ca.key"), "-out", str(tmp / "ca.pem"))
+    ossl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-subj", f"/CN={PEER_HOST}",
+         "-keyout", str(tmp / "key.pem"), "-out", str(tmp / "req.pem"))
+    (tmp / "ext").write_text(f"subjectAltName=DNS:{PEER_HOST}\nextendedKeyUsage=serverAuth\n")
+    ossl("x509", "-req", "-in", str(tmp / "req.pem"), "-CA", str(tmp / "ca.pem"), "-CAkey", str(tmp / "ca.key"),
+         "-CAcreateserial", "-days", "2", "-extfile", str(tmp / "ext"), "-out", str(tmp / "cert.pem"))
+
+
+def carrier_peers(world, quick):
+    """The client side of the carrier against its peers, as
+    ../shared/tools/carrier-peers.sh measures it: each client in listener
+    mode, 1 GiB up and 1 GiB down per run; the Access clients (cfaccess and
+    the official one) through a neutral TLS websocket relay with no
+    authentication (examples/ws_relay.rs), wstunnel through its own server.
+    The client's CPU seconds per GiB (from /proc) are the figure that
+    decides; throughput on 2 cores also depends on what else runs."""
+    given = {k: v for k, v in PEERS.items() if v}
+    if not given:
+        log("skipping carrier_peers: give --wstunnel BIN and/or --official BIN to compare the carrier with them")
+        return []
+    if os.geteuid() != 0:
+        log("skipping carrier_peers: it must run as root (the relay takes port 443 and "
+            f"{PEER_HOST} goes into /etc/hosts for the run)")
+        return []
+    size = (GIB // 8) if quick else GIB
+    runs = 1 if quick else 3
+    sh("cargo", "build", "--release", "--locked", "-q", "--example", "ws_relay", cwd=ROOT)
+    relay_bin = BIN / "examples" / "ws_relay"
+    tmp = world.tmp / "peers"
+    tmp.mkdir()
+    peer_certificate(tmp)
+    hosts = Path("/etc/hosts")
+    hosts_before = hosts.read_text()
+    hosts.write_text(hosts_before + f"\n127.0.0.1 {PEER_HOST}\n")
+    counter = Counter()
+    procs = []
+
+    def start(args, env=None, port=None):
+        p = subprocess.Popen(args, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        procs.append(p)
+        if port:
+            wait_port(port, args[0])
+        return p
+
+    def client_env():
+        env = {k: v for k, v in os.environ.items() if k != "CFACCESS_EDGE"}
+        return dict(env, SSL_CERT_FILE=str(tmp / "ca.pem"), HOME=str(tmp), CFACCESS_DIR=str(tmp / "cfg"))
+
+    clients = []  # (name, client process, listen port)
+    try:
+        start([str(relay_bin), "127.0.0.1:443", f"127.0.0.1:{counter.port}", str(tmp / "cert.pem"),
+               str(tmp / "key.pem")], port=443)
+        access = [("cfaccess", str(BIN / "cfaccess"))] + ([("official", given["official"])] if "official" in given else [])
+        for name, binary in access:
+            port = free_port()
+            c = start([binary, "access", "tcp", "--hostname", PEER_HOST, "--url", f"127.0.0.1:{port}"],
+                      env=client_env(), port=port)
+            clients.append((name, c, port))
+        if "wstunnel" in given:
+            server_port, port = free_port(), free_port()
+            start([given["wstunnel"], "server", f"wss://127.0.0.1:{server_port}", "--tls-certificate",
+                   str(tmp / "cert.pem"), "--tls-private-key", str(tmp / "key.pem"), "--restrict-to",
+                   f"127.0.0.1:{counter.port}"], port=server_port)
+            c = start([given["wstunnel"], "client", "-L", f"tcp://127.0.0.1:{port}:127.0.0.1:{counter.port}",
+                       f"wss://127.0.0.1:{server_port}"], port=port)
+            clients.append(("wstunnel", c, port))
+        for _, _, port in clients:
+            transfer(counter, port, "up", CHUNK)  # warms up (and lets the official client settle)
+        figures = {name: {"up": [], "down": [], "cpu_up": [], "cpu_down": []} for name, _, _ in clients}
+        for _ in range(runs):
+            for direction in ("up", "down"):
+                for name, c, port in clients:
+                    c0 = cpu_seconds(c.pid)
+                    t = transfer(counter, port, direction, size)
+                    figures[name][direction].append(size / t / 1e6)
+                    figures[name]["cpu_" + direction].append((cpu_seconds(c.pid) - c0) / (size / GIB))
+        for name, c, _ in clients:
+            figures[name]["rss"] = peak_rss_kib(c.pid)
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait()
+        hosts.write_text(hosts_before)
+
+    med = statistics.median
+    ours = figures["cfaccess"]
+    rows = []
+    for direction, word in (("up", "upload"), ("down", "download")):
+        extra = {"cfaccess_mb_per_sec": med(ours[direction])}
+        for peer in ("wstunnel", "official"):
+            if peer in figures:
+                extra[f"vs_{peer}_cpu"] = med(ours["cpu_" + direction]) / med(figures[peer]["cpu_" + direction])
+                extra[f"vs_{peer}_rate"] = med(ours[direction]) / med(figures[peer][direction])
+                extra[f"{peer}_cpu_s_per_gib"] = med(figures[peer]["cpu_" + direction])
+                extra[f"{peer}_mb_per_sec"] = med(figures[peer][direction])
+        rows.append(row(f"carrier_cpu_{word}", f"client CPU seconds per GiB, {size >> 20} MiB {word}s through a "
+                        "listener (cfaccess and the official client via a neutral relay, wstunnel via its server)",
+                        "CPU-s", ours["cpu_" + direction], extra=extra))
+    rows.append(row("carrier_peak_rss", "peak RSS of the cfaccess listener over the peer runs", "KiB",
+                    [ours["rss"]], extra={f"{p}_peak_rss_kib": figures[p]["rss"] for p in figures if p != "cfaccess"}))
+    return rows
+
 
 # What each row must reach: (field, comparison, bound); a field of "ratio"
 # compares ours with the baseline (for rates, a fraction of the baseline).
@@ -543,15 +727,26 @@ TARGETS = {
     "concurrent_logins": [("ratio", "<=", 3.0)],
     "binary_size": [("median", "<=", 8.0)],
     "keystroke_echo": [("median", "<=", 0.020)],
+    # issue 15: at most 0.5 s of the client's CPU per GiB each way, less than
+    # wstunnel's, and at least its throughput and 2.5 times the official
+    # client's (only the figures of the peers given are checked)
+    "carrier_cpu_upload": [("median", "<=", 0.5), ("vs_wstunnel_cpu", "<", 1.0),
+                           ("vs_wstunnel_rate", ">=", 1.0), ("vs_official_rate", ">=", 2.5)],
+    "carrier_cpu_download": [("median", "<=", 0.5), ("vs_wstunnel_cpu", "<", 1.0),
+                             ("vs_wstunnel_rate", ">=", 1.0), ("vs_official_rate", ">=", 2.5)],
+    "carrier_peak_rss": [("median", "<=", 10240)],
 }
 
 
 def check_targets(r):
     """Adds `targets` (each with `met`) to a row."""
-    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b}
+    ops = {"<=": lambda a, b: a <= b, ">=": lambda a, b: a >= b, "==": lambda a, b: a == b,
+           "<": lambda a, b: a < b}
     checks = []
     for field, op, bound in TARGETS.get(r["name"], []):
         value = r.get(field)
+        if value is None and field.startswith("vs_"):
+            continue  # that peer was not given
         checks.append({"field": field, "op": op, "bound": bound, "value": value,
                        "met": value is not None and ops[op](value, bound)})
     r["targets"] = checks
@@ -565,9 +760,12 @@ MEASUREMENTS = {
     "throughput_listener": throughput_listener,
     "throughput_ssh": throughput_ssh,
     "concurrent_logins": concurrent_logins,
+    "binary_size": binary_size,
+    "carrier_peers": carrier_peers,
+    # last: their drivers are test binaries, and `cargo test --release`
+    # rebuilds target/release/cfaccess with the tests' features
     "keystroke_echo": keystroke_echo,
     "audited_session": audited_session,
-    "binary_size": binary_size,
 }
 
 
@@ -576,6 +774,8 @@ def fmt(v, unit):
         return f"{v * 1000:.2f} ms" if v < 10 else f"{v:.1f} s"
     if unit == "MiB":
         return f"{v:.2f} MiB"
+    if unit == "CPU-s":
+        return f"{v:.2f} CPU-s"
     return f"{v:.0f} {unit}"
 
 
@@ -589,7 +789,8 @@ def table(rows):
                            f"{'ok' if t['met'] else 'MISSED'}" for t in r["targets"]) or "-"
         notes = ", ".join(f"{k}={v:.2f}" if isinstance(v, float) and not k.endswith("_s") else
                           f"{k}={fmt(v, 's')}" if k.endswith("_s") else f"{k}={v}"
-                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_", "after_", "vs_", "sshd_", "cat_", "p90_")))
+                          for k, v in r.items() if k.startswith(("cfaccess_", "edge_", "after_", "vs_", "sshd_", "cat_", "p90_",
+                                                                 "wstunnel_", "official_")))
         lines.append(f"{r['name']:<20} {fmt(r['median'], r['unit']):>11} {fmt(r['min'], r['unit']):>11} "
                      f"{fmt(r['max'], r['unit']):>11} {base:>11} {ratio:>6}  {target:<28} {notes}")
     return "\n".join(lines)
@@ -604,7 +805,12 @@ def main():
                     "`cargo build --release -p cfaccess` (a --workspace build, such as the "
                     "official-client check's, unifies the edge's dependency features into "
                     "cfaccess: a bigger binary with more start-up memory than users get)")
+    ap.add_argument("--wstunnel", metavar="BIN", help="a wstunnel binary: carrier_peers compares the carrier with it "
+                    "(../shared/tools/build-wstunnel.sh builds one)")
+    ap.add_argument("--official", metavar="BIN", help="the official cloudflared binary: carrier_peers compares the "
+                    "carrier with it")
     args = ap.parse_args()
+    PEERS["wstunnel"], PEERS["official"] = args.wstunnel, args.official
     for tool in ("ssh", "ssh-keygen", "/usr/sbin/sshd", "hyperfine"):
         if not shutil.which(tool):
             if tool == "hyperfine" and os.geteuid() == 0:
