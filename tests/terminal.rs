@@ -488,35 +488,50 @@ fn keystroke_to_echo() {
             // a fresh screen: `clear`, then a no-op command line to type into
             browser.type_text("clear");
             browser.press_enter();
+            // the screen is then the prompt alone: one row, one ':'
+            // (`user@host:~# `), and after ": " is echoed, two
             browser.wait_until(
                 Duration::from_secs(10),
                 "the screen to clear",
-                "document.querySelector('#terminal .xterm-rows').textContent.trim() !== '' && \
-                 [...document.querySelectorAll('#terminal .xterm-rows > div')] \
-                    .filter(r => r.textContent.trim() !== '').length === 1",
+                "[...document.querySelectorAll('#terminal .xterm-rows > div')] \
+                    .filter(r => r.textContent.trim() !== '').length === 1 && \
+                 window.__count(':') === 1 && window.__count('clear') === 0",
             );
             browser.type_text(": ");
             browser.wait_until(
                 Duration::from_secs(10),
-                "the prompt's echo",
-                "window.__count(':') >= 1",
+                "the echo of ': '",
+                "window.__count(':') === 2",
             );
         }
         let c = char::from(b'a' + (i % 26) as u8);
         browser.eval(&format!(
             "window.__echo = new Promise(done => {{
-                const want = window.__count('{c}') + 1;
+                const want = window.__count('{c}') + 1; window.__want = want;
                 const rows = document.querySelector('#terminal .xterm-rows');
                 const seen = new MutationObserver(() => {{
                     if (window.__count('{c}') >= want) {{ seen.disconnect(); done(true); }}
                 }});
                 seen.observe(rows, {{ subtree: true, childList: true, characterData: true }});
+                setTimeout(() => {{ seen.disconnect(); done(false); }}, 10000);
             }}); true"
         ));
         let start = Instant::now();
         browser.key(c);
-        browser.eval("window.__echo");
+        let echoed = browser.eval("window.__echo");
         samples.push(start.elapsed().as_secs_f64());
+        assert_eq!(
+            echoed,
+            serde_json::Value::Bool(true),
+            "key {i} ({c:?}) was not echoed within 10 s (count {}, wanted {}); the terminal shows:\n{}",
+            browser.eval(&format!("window.__count('{c}')")),
+            browser.eval("window.__want"),
+            browser
+                .try_eval(SCREEN)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        );
         if i % BATCH == BATCH - 1 || i == keys - 1 {
             browser.press_enter();
         }
