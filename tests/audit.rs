@@ -362,7 +362,12 @@ fn an_audited_session_is_recorded_and_its_capture_decrypts() {
         .flat_map(|p| p.data.clone())
         .collect();
     assert_eq!(String::from_utf8_lossy(&from_origin), "audited-42\n");
-    let index = std::fs::read_to_string(logs.join("index.jsonl")).unwrap();
+    // the index line follows the sealed capture
+    let index_file = logs.join("index.jsonl");
+    wait_for(Duration::from_secs(30), "the session's index line", || {
+        std::fs::read_to_string(&index_file).is_ok_and(|t| t.ends_with('\n'))
+    });
+    let index = std::fs::read_to_string(&index_file).unwrap();
     let line: serde_json::Value = serde_json::from_str(index.lines().next().unwrap()).unwrap();
     assert_eq!(line["email"], format!("{}@example.com", current_user()));
     assert_eq!(line["app"], APP_HOST);

@@ -6,21 +6,28 @@
 //! still arrives until the edge closes; when the edge closes first we answer
 //! its close, end the local output, and are done. The edge may answer our
 //! close at once (the real one may), which ends the session just the same.
+//!
+//! The edge's frames are parsed here rather than by fastwebsockets, which
+//! gathers each frame whole before handing it over: a data frame's payload
+//! goes to the local side piece by piece as it arrives, through one fixed
+//! buffer of [`READ`] bytes, so memory stays flat whatever size the frames
+//! are (the edge sends up to a MiB per frame, and a hostile server may
+//! announce any length). fastwebsockets still writes our frames.
 
 use std::io::ErrorKind;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use fastwebsockets::{Frame, OpCode, Payload, Role, WebSocketError, WebSocketRead, WebSocketWrite};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf, ReadHalf, WriteHalf};
+use fastwebsockets::{CloseCode, Frame, OpCode, Payload, Role, WebSocketError, WebSocketWrite};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, WriteHalf};
 use tokio::sync::Mutex;
 
 /// Bytes read from the local side per frame: big enough to amortise the
 /// per-frame cost and the wake-ups, small enough to keep memory flat.
 const CHUNK: usize = 1024 * 1024;
-/// Frames larger than this end the session: nothing legitimate sends them.
-const MAX_FRAME: usize = 16 * 1024 * 1024;
+/// Bytes read from the edge per call, and all the memory its frames take.
+const READ: usize = 256 * 1024;
+/// The longest control frame (RFC 6455 5.5).
+const CONTROL_MAX: u64 = 125;
 
 type Writer<S> = Arc<Mutex<WebSocketWrite<WriteHalf<S>>>>;
 
@@ -47,15 +54,15 @@ where
     W: AsyncWrite + Unpin,
 {
     let (read, write) = tokio::io::split(ws);
-    let read = Unmasked::new(read);
-    let (mut ws_in, ws_out) = fastwebsockets::after_handshake_split(read, write, Role::Client);
-    ws_in.set_auto_close(true);
-    ws_in.set_auto_pong(true);
-    ws_in.set_max_message_size(MAX_FRAME);
+    // Only the writing half of fastwebsockets is used: the edge's frames
+    // are read by [`Frames`].
+    let (_, ws_out) =
+        fastwebsockets::after_handshake_split(tokio::io::empty(), write, Role::Client);
     let writer: Writer<S> = Arc::new(Mutex::new(ws_out));
+    let mut frames = Frames::new(read);
 
     let upstream = upstream(&mut local_in, writer.clone());
-    let downstream = downstream(&mut ws_in, &mut local_out, writer.clone());
+    let downstream = downstream(&mut frames, &mut local_out, writer.clone());
     tokio::pin!(upstream, downstream);
 
     // The session is over when the edge is done sending; our input ending
@@ -119,17 +126,18 @@ where
 }
 
 /// Data frames → local output, until the edge closes.
-async fn downstream<S, W>(
-    ws_in: &mut WebSocketRead<Unmasked<ReadHalf<S>>>,
+async fn downstream<R, W, S>(
+    frames: &mut Frames<R>,
     local_out: &mut W,
     writer: Writer<S>,
 ) -> Result<(), PumpError>
 where
-    S: AsyncRead + AsyncWrite + Unpin,
+    R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
+    S: AsyncWrite + Unpin,
 {
     // pongs and the answer to a close go out through the shared writer
-    let mut obligated = |frame: Frame<'static>| {
+    let obligated = |frame: Frame<'static>| {
         let writer = writer.clone();
         async move {
             let mut ws = writer.lock().await;
@@ -141,27 +149,68 @@ where
         }
     };
     loop {
-        let frame = match ws_in.read_frame(&mut obligated).await {
-            Ok(frame) => frame,
-            Err(WebSocketError::UnexpectedEOF) => {
-                return Err(PumpError::Cut("the server closed the connection".into()));
-            }
-            Err(e) => return Err(protocol(e)),
-        };
-        match frame.opcode {
+        let head = frames.head().await?;
+        match head.opcode {
             OpCode::Binary | OpCode::Text | OpCode::Continuation => {
-                if let Err(e) = local_out.write_all(&frame.payload).await {
-                    return local_failure(e);
+                let mut left = head.len;
+                while left > 0 {
+                    let piece = frames.piece(left).await?;
+                    left -= piece.len() as u64;
+                    if let Err(e) = local_out.write_all(piece).await {
+                        return local_failure(e);
+                    }
                 }
             }
+            OpCode::Ping => {
+                let payload = frames.control(head.len).await?;
+                obligated(Frame::pong(payload.into()))
+                    .await
+                    .map_err(protocol)?;
+            }
+            OpCode::Pong => {
+                frames.control(head.len).await?;
+            }
             OpCode::Close => {
+                let payload = frames.control(head.len).await?;
+                let answer = close_answer(&payload);
+                obligated(answer.0).await.map_err(protocol)?;
+                if let Some(problem) = answer.1 {
+                    return Err(PumpError::Protocol(problem.into()));
+                }
                 if let Err(e) = local_out.flush().await {
                     return local_failure(e);
                 }
                 let _ = local_out.shutdown().await;
                 return Ok(());
             }
-            OpCode::Ping | OpCode::Pong => {}
+        }
+    }
+}
+
+/// What answers the edge's close frame (its own code echoed, as RFC 6455
+/// 5.5.1 asks), and what was wrong with it, if anything.
+fn close_answer(payload: &[u8]) -> (Frame<'static>, Option<&'static str>) {
+    match payload.len() {
+        0 => (Frame::close_raw(Vec::new().into()), None),
+        1 => (
+            Frame::close(1002, b""),
+            Some("the server's close frame is one byte long"),
+        ),
+        _ => {
+            let code = u16::from_be_bytes([payload[0], payload[1]]);
+            if std::str::from_utf8(&payload[2..]).is_err() {
+                (
+                    Frame::close(1007, b""),
+                    Some("the server's close reason is not UTF-8"),
+                )
+            } else if !CloseCode::from(code).is_allowed() {
+                (
+                    Frame::close(1002, b""),
+                    Some("the server closed with a code no endpoint may send"),
+                )
+            } else {
+                (Frame::close_raw(payload.to_vec().into()), None)
+            }
         }
     }
 }
@@ -186,109 +235,120 @@ fn protocol(e: WebSocketError) -> PumpError {
     }
 }
 
-/// The server's byte stream, checked frame by frame for the mask bit as it
-/// passes: fastwebsockets unmasks only as a server and hides a frame's mask,
-/// so a masked frame would reach the local side still masked. RFC 6455 5.1:
-/// a client must fail the connection on one.
-struct Unmasked<R> {
+/// A frame's head, as [`Frames::head`] read it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Head {
+    opcode: OpCode,
+    len: u64,
+}
+
+/// The server's frames, parsed in one fixed buffer as they arrive, and
+/// checked as RFC 6455 5 asks of a client: no mask (5.1: a client fails the
+/// connection on a masked frame), no reserved bits without an extension,
+/// known opcodes, control frames final and short.
+struct Frames<R> {
     inner: R,
-    /// The frame header read so far (2 to 10 bytes: servers send no mask key).
-    head: [u8; 10],
-    have: usize,
-    /// Payload bytes of the current frame still to pass.
-    payload_left: u64,
-    /// A masked frame was seen: every read from now on fails.
-    failed: bool,
+    buf: Box<[u8]>,
+    start: usize,
+    end: usize,
 }
 
-impl<R> Unmasked<R> {
+impl<R: AsyncRead + Unpin> Frames<R> {
     fn new(inner: R) -> Self {
-        Unmasked {
+        Frames {
             inner,
-            head: [0; 10],
-            have: 0,
-            payload_left: 0,
-            failed: false,
+            buf: vec![0; READ].into_boxed_slice(),
+            start: 0,
+            end: 0,
         }
     }
 
-    /// Follows the frames through `bytes`; on a masked frame, the offset in
-    /// `bytes` where its header starts (0 when it started in an earlier read).
-    fn scan(&mut self, bytes: &[u8]) -> Option<usize> {
-        let all = bytes.len();
-        let mut bytes = bytes;
-        let mut header_at = 0;
-        while !bytes.is_empty() {
-            if self.payload_left > 0 {
-                let take = self.payload_left.min(bytes.len() as u64);
-                self.payload_left -= take;
-                bytes = &bytes[take as usize..];
-                continue;
-            }
-            if self.have == 0 {
-                header_at = all - bytes.len();
-            }
-            self.head[self.have] = bytes[0];
-            self.have += 1;
-            bytes = &bytes[1..];
-            if self.have < 2 {
-                continue;
-            }
-            if self.head[1] & 0x80 != 0 {
-                self.failed = true;
-                return Some(header_at);
-            }
-            let extra = match self.head[1] & 0x7f {
-                126 => 2,
-                127 => 8,
-                _ => 0,
-            };
-            if self.have < 2 + extra {
-                continue;
-            }
-            self.payload_left = match extra {
-                0 => u64::from(self.head[1] & 0x7f),
-                2 => u64::from(u16::from_be_bytes([self.head[2], self.head[3]])),
-                _ => {
-                    let mut len = [0u8; 8];
-                    len.copy_from_slice(&self.head[2..10]);
-                    u64::from_be_bytes(len)
-                }
-            };
-            self.have = 0;
+    /// Reads until `n` bytes are buffered (n is at most a frame head).
+    async fn fill(&mut self, n: usize) -> Result<(), PumpError> {
+        if self.buf.len() - self.start < n {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
         }
-        None
+        while self.end - self.start < n {
+            let read = self.inner.read(&mut self.buf[self.end..]).await;
+            match read.map_err(io_failure)? {
+                0 => return Err(PumpError::Cut("the server closed the connection".into())),
+                got => self.end += got,
+            }
+        }
+        Ok(())
+    }
+
+    /// The next frame's head.
+    async fn head(&mut self) -> Result<Head, PumpError> {
+        self.fill(2).await?;
+        let (b0, b1) = (self.buf[self.start], self.buf[self.start + 1]);
+        let extra = match b1 & 0x7f {
+            126 => 2,
+            127 => 8,
+            _ => 0,
+        };
+        if b1 & 0x80 != 0 {
+            return Err(PumpError::Protocol(MASKED.into()));
+        }
+        if b0 & 0x70 != 0 {
+            return Err(PumpError::Protocol(
+                "the server set reserved bits of a frame, with no extension agreed".into(),
+            ));
+        }
+        let opcode = OpCode::try_from(b0 & 0x0f).map_err(protocol)?;
+        self.fill(2 + extra).await?;
+        let bytes = &self.buf[self.start + 2..self.start + 2 + extra];
+        let len = match extra {
+            0 => u64::from(b1 & 0x7f),
+            2 => u64::from(u16::from_be_bytes([bytes[0], bytes[1]])),
+            _ => u64::from_be_bytes(bytes.try_into().unwrap_or_default()),
+        };
+        self.start += 2 + extra;
+        if len >> 63 != 0 {
+            return Err(PumpError::Protocol(
+                "the server sent a frame length with its top bit set".into(),
+            ));
+        }
+        let control = matches!(opcode, OpCode::Close | OpCode::Ping | OpCode::Pong);
+        if control && (b0 & 0x80 == 0 || len > CONTROL_MAX) {
+            return Err(PumpError::Protocol(
+                "the server sent a fragmented or overlong control frame".into(),
+            ));
+        }
+        Ok(Head { opcode, len })
+    }
+
+    /// The next piece of a payload with `left` bytes still to come: what is
+    /// buffered, else one read's worth.
+    async fn piece(&mut self, left: u64) -> Result<&[u8], PumpError> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+            self.fill(1).await?;
+        }
+        let n = usize::try_from(left)
+            .unwrap_or(usize::MAX)
+            .min(self.end - self.start);
+        let piece = &self.buf[self.start..self.start + n];
+        self.start += n;
+        Ok(piece)
+    }
+
+    /// A control frame's whole payload (at most [`CONTROL_MAX`] bytes).
+    async fn control(&mut self, len: u64) -> Result<Vec<u8>, PumpError> {
+        let len = len as usize; // checked against CONTROL_MAX by `head`
+        self.fill(len).await?;
+        let payload = self.buf[self.start..self.start + len].to_vec();
+        self.start += len;
+        Ok(payload)
     }
 }
 
-impl<R: AsyncRead + Unpin> AsyncRead for Unmasked<R> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let failed = || Poll::Ready(Err(std::io::Error::new(ErrorKind::InvalidData, MASKED)));
-        if self.failed {
-            return failed();
-        }
-        let before = buf.filled().len();
-        let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(Ok(())) => match this.scan(&buf.filled()[before..]) {
-                None => Poll::Ready(Ok(())),
-                // the frames before it still go through; the next read fails
-                Some(cut) if cut > 0 => {
-                    buf.set_filled(before + cut);
-                    Poll::Ready(Ok(()))
-                }
-                Some(_) => {
-                    buf.set_filled(before);
-                    failed()
-                }
-            },
-            other => other,
-        }
-    }
+/// A failed read from the edge.
+fn io_failure(e: std::io::Error) -> PumpError {
+    protocol(WebSocketError::IoError(e))
 }
 
 #[cfg(test)]
@@ -453,16 +513,103 @@ mod tests {
         assert_eq!(out, b"plain");
     }
 
-    #[test]
-    fn frame_lengths_of_every_size_are_followed() {
-        let mut u = Unmasked::new(());
-        let mut stream = vec![0x82, 3, b'a', b'b', b'c', 0x82, 126, 0x01, 0x00];
-        stream.extend(std::iter::repeat_n(0u8, 256));
-        stream.extend([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 1, b'x', 0x88, 0]);
-        // byte by byte, as a slow server would deliver it
-        for b in &stream {
-            assert_eq!(u.scan(std::slice::from_ref(b)), None);
+    /// A reader that gives one byte per read, as a slow server would.
+    struct Trickle(std::collections::VecDeque<u8>);
+
+    impl AsyncRead for Trickle {
+        fn poll_read(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+            buf: &mut tokio::io::ReadBuf<'_>,
+        ) -> std::task::Poll<std::io::Result<()>> {
+            if let Some(b) = self.0.pop_front() {
+                buf.put_slice(&[b]);
+            }
+            std::task::Poll::Ready(Ok(()))
         }
-        assert_eq!(u.scan(&[0x82, 0, 0x82, 0x80 | 1]), Some(2));
+    }
+
+    /// Every payload of `stream`, read as [`downstream`] reads them.
+    async fn payloads(stream: Vec<u8>) -> (Vec<(OpCode, Vec<u8>)>, Option<PumpError>) {
+        let mut frames = Frames::new(Trickle(stream.into()));
+        let mut seen = Vec::new();
+        loop {
+            let head = match frames.head().await {
+                Ok(head) => head,
+                Err(e) => return (seen, Some(e)),
+            };
+            let mut data = Vec::new();
+            let mut left = head.len;
+            while left > 0 {
+                let piece = frames.piece(left).await.unwrap();
+                left -= piece.len() as u64;
+                data.extend_from_slice(piece);
+            }
+            seen.push((head.opcode, data));
+        }
+    }
+
+    #[tokio::test]
+    async fn frame_lengths_of_every_size_are_followed_byte_by_byte() {
+        let mut stream = vec![0x82, 3, b'a', b'b', b'c', 0x82, 126, 0x01, 0x00];
+        stream.extend(std::iter::repeat_n(7u8, 256));
+        stream.extend([0x82, 127, 0, 0, 0, 0, 0, 0, 0, 1, b'x', 0x89, 0]);
+        let (seen, end) = payloads(stream).await;
+        assert_eq!(seen.len(), 4);
+        assert_eq!(seen[0], (OpCode::Binary, b"abc".to_vec()));
+        assert_eq!(seen[1], (OpCode::Binary, vec![7u8; 256]));
+        assert_eq!(seen[2], (OpCode::Binary, b"x".to_vec()));
+        assert_eq!(seen[3], (OpCode::Ping, Vec::new()));
+        assert!(matches!(end, Some(PumpError::Cut(_))), "{end:?}");
+    }
+
+    #[tokio::test]
+    async fn a_frame_larger_than_the_buffer_passes_in_pieces() {
+        let len = READ * 3 + 17;
+        let mut stream = vec![0x82, 127];
+        stream.extend((len as u64).to_be_bytes());
+        let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        stream.extend(&data);
+        let mut frames = Frames::new(&stream[..]);
+        let head = frames.head().await.unwrap();
+        assert_eq!(head.len, len as u64);
+        let mut got = Vec::new();
+        let mut left = head.len;
+        while left > 0 {
+            let piece = frames.piece(left).await.unwrap();
+            assert!(piece.len() <= READ);
+            left -= piece.len() as u64;
+            got.extend_from_slice(piece);
+        }
+        assert!(got == data);
+    }
+
+    #[tokio::test]
+    async fn frames_a_client_must_refuse_fail_the_connection() {
+        for (stream, why) in [
+            (vec![0x82, 0x80 | 1, 1, 2, 3, 4, b'x'], "masked"),
+            (vec![0xc2, 1, b'x'], "reserved bits"),
+            (vec![0x83, 0], "opcode"),
+            (vec![0x09, 0], "control"),
+            (vec![0x89, 126, 0, 200], "control"),
+            (vec![0x82, 127, 0x80, 0, 0, 0, 0, 0, 0, 0], "top bit"),
+        ] {
+            let (seen, end) = payloads(stream).await;
+            assert!(seen.is_empty(), "{why}");
+            let end = end.unwrap();
+            assert!(matches!(end, PumpError::Protocol(_)), "{why}: {end}");
+        }
+    }
+
+    #[test]
+    fn a_close_is_answered_with_its_own_code_or_refused() {
+        let (answer, problem) = close_answer(&[0x03, 0xe8, b'o', b'k']);
+        assert_eq!(&answer.payload[..], &[0x03, 0xe8, b'o', b'k']);
+        assert!(problem.is_none());
+        assert!(close_answer(&[0x03]).1.is_some());
+        assert!(close_answer(&[0x03, 0xe8, 0xff]).1.is_some());
+        // 1005 (no status) is for no frame to carry
+        assert!(close_answer(&[0x03, 0xed]).1.is_some());
+        assert!(close_answer(&[]).1.is_none());
     }
 }
