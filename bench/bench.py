@@ -552,7 +552,7 @@ class Counter:
         self.sock.bind(("127.0.0.1", 0))
         self.sock.listen(16)
         self.port = self.sock.getsockname()[1]
-        self.mode, self.size, self.done = "sink", 0, threading.Event()
+        self.mode, self.size, self.done, self.got = "sink", 0, threading.Event(), 0
         threading.Thread(target=self._serve, daemon=True).start()
 
     def expect(self, mode, size):
@@ -579,6 +579,7 @@ class Counter:
                 if n == 0:
                     return
                 got += n
+                self.got = got
             self.done.set()
 
 
@@ -592,8 +593,9 @@ def transfer(counter, port, direction, size):
             data = b"\0" * CHUNK
             for _ in range(size // CHUNK):
                 s.sendall(data)
-            if not counter.done.wait(300):
-                raise SystemExit(f"an upload through port {port} did not arrive")
+            if not counter.done.wait(120):
+                raise SystemExit(f"an upload through port {port} did not arrive (the counter has "
+                                 f"{counter.got} of {size} bytes)")
         else:
             buf, got = bytearray(4 * CHUNK), 0
             while got < size:
@@ -675,12 +677,14 @@ def carrier_peers(world, quick):
             c = start([given["wstunnel"], "client", "-L", f"tcp://127.0.0.1:{port}:127.0.0.1:{counter.port}",
                        f"wss://127.0.0.1:{server_port}"], port=port)
             clients.append(("wstunnel", c, port))
-        for _, _, port in clients:
+        for name, _, port in clients:
+            log(f"  warming up {name}")
             transfer(counter, port, "up", CHUNK)  # warms up (and lets the official client settle)
         figures = {name: {"up": [], "down": [], "cpu_up": [], "cpu_down": []} for name, _, _ in clients}
         for _ in range(runs):
             for direction in ("up", "down"):
                 for name, c, port in clients:
+                    log(f"  {name}: {size >> 20} MiB {direction}")
                     c0 = cpu_seconds(c.pid)
                     t = transfer(counter, port, direction, size)
                     figures[name][direction].append(size / t / 1e6)
@@ -822,11 +826,16 @@ def main():
         sh("cargo", "build", "--release", "--locked", "-p", "access-edge", cwd=ROOT)
         sh("cargo", "build", "--release", "--locked", "-p", "cfaccess", cwd=ROOT)
     world = World()
-    rows = []
+    rows, failed = [], []
     try:
         for name in args.only or MEASUREMENTS:
             log(f"measuring {name}")
-            rows += [check_targets(r) for r in MEASUREMENTS[name](world, args.quick)]
+            try:
+                rows += [check_targets(r) for r in MEASUREMENTS[name](world, args.quick)]
+            except SystemExit as e:
+                # one measurement that cannot be taken does not lose the others
+                log(f"{name} failed: {e}")
+                failed.append(name)
     finally:
         world.close()
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True)
@@ -836,6 +845,8 @@ def main():
     print(table(rows))
     missed = [r["name"] for r in rows if not all(t["met"] for t in r["targets"])]
     log(f"results written to {args.json}" + (f"; targets missed: {', '.join(missed)}" if missed else "; every target met"))
+    if failed:
+        raise SystemExit(f"these measurements failed: {', '.join(failed)}")
 
 
 if __name__ == "__main__":

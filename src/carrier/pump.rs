@@ -23,7 +23,7 @@ use tokio::sync::Mutex;
 
 /// Bytes read from the local side per frame: big enough to amortise the
 /// per-frame cost and the wake-ups, small enough to keep memory flat.
-const CHUNK: usize = 1024 * 1024;
+const CHUNK: usize = 512 * 1024;
 /// Bytes read from the edge per call, and all the memory its frames take.
 const READ: usize = 256 * 1024;
 /// The longest control frame (RFC 6455 5.5).

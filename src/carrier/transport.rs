@@ -35,6 +35,11 @@ use crate::limits;
 /// The most read from the socket in one call, once the websocket carries.
 pub const SOCKET_READ: usize = 256 * 1024;
 
+/// The TLS records rustls may hold before they are written: a whole frame
+/// of the carrier's (1 MiB, `pump`), so that one frame is one vectored write
+/// of its records rather than sixteen (rustls' default is 64 KiB).
+const SEND_BUFFER: usize = 512 * 1024 + 64 * 1024;
+
 /// The proxy variables that make reqwest send an `https` request through a
 /// proxy (it reads no system proxy settings as built here).
 const PROXY_VARS: [&str; 4] = ["HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy"];
@@ -169,10 +174,12 @@ async fn connect(
             .to_owned(),
     )
     .map_err(|e| format!("{host} is not a TLS server name: {e}"))?;
-    tokio_rustls::TlsConnector::from(tls.clone())
+    let mut stream = tokio_rustls::TlsConnector::from(tls.clone())
         .connect(name, BufReader::with_capacity(SOCKET_READ, socket))
         .await
-        .map_err(|e| describe_cause(&e))
+        .map_err(|e| describe_cause(&e))?;
+    stream.get_mut().1.set_buffer_limit(Some(SEND_BUFFER));
+    Ok(stream)
 }
 
 impl AsyncRead for Stream {
