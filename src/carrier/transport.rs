@@ -133,6 +133,7 @@ pub async fn send(
         .send_request(request)
         .await
         .map_err(|e| describe_cause(&e))?;
+    tracing::debug!(status = %response.status(), "the edge answered the websocket upgrade");
     Ok(Answer {
         status: response.status(),
         headers: response.headers().clone(),
@@ -158,12 +159,16 @@ async fn connect(
         if url.url().port().is_some() || addr.port() == 0 {
             addr.set_port(port);
         }
+        tracing::debug!(%host, %addr, "connecting to the edge");
         match TcpStream::connect(addr).await {
             Ok(s) => {
                 socket = Some(s);
                 break;
             }
-            Err(e) => last = describe_cause(&e),
+            Err(e) => {
+                tracing::debug!(%addr, "cannot connect: {e}");
+                last = describe_cause(&e);
+            }
         }
     }
     let socket = socket.ok_or(last)?;
