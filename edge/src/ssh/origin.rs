@@ -424,7 +424,12 @@ fn credentials(
 /// TCP to the origin, with a one-line reason when it cannot be had.
 async fn dial(origin: &str) -> Result<TcpStream, OriginError> {
     match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(origin)).await {
-        Ok(Ok(stream)) => Ok(stream),
+        // russh's `nodelay` applies only to sockets it opens itself: without
+        // it, each keystroke's packet waits on the origin's delayed ACK
+        Ok(Ok(stream)) => stream
+            .set_nodelay(true)
+            .map(|()| stream)
+            .map_err(|e| OriginError::Down(format!("cannot set up the origin connection: {e}"))),
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => Err(OriginError::Down(
             format!("the origin {origin} refused the connection: is its sshd running?"),
         )),
