@@ -71,9 +71,9 @@ def peak_rss_kib(pid):
     return 0
 
 
-class Sink:
-    """A TCP server that reads each connection to its end and answers with
-    the byte count, so a sender knows every byte arrived."""
+class Server:
+    """A TCP server on a free loopback port, each connection on a thread of
+    its own, handled by the subclass's `_one`."""
 
     def __init__(self):
         self.sock = socket.socket()
@@ -86,10 +86,15 @@ class Sink:
     def _serve(self):
         while True:
             conn, _ = self.sock.accept()
-            threading.Thread(target=self._drain, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
+
+
+class Sink(Server):
+    """Reads each connection to its end and answers with the byte count, so
+    a sender knows every byte arrived."""
 
     @staticmethod
-    def _drain(conn):
+    def _one(conn):
         buf = bytearray(4 * CHUNK)
         total = 0
         with conn:
@@ -542,27 +547,17 @@ PEERS = {"wstunnel": None, "official": None}
 PEER_HOST = "carrier.peer.test"
 
 
-class Counter:
+class Counter(Server):
     """A TCP server for one transfer at a time: uploads are read to `size`
     bytes (then `done` is set), downloads are sent `size` bytes, by `mode`."""
 
     def __init__(self):
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
         self.mode, self.size, self.done, self.got = "sink", 0, threading.Event(), 0
-        threading.Thread(target=self._serve, daemon=True).start()
+        super().__init__()
 
     def expect(self, mode, size):
         self.mode, self.size = mode, size
         self.done.clear()
-
-    def _serve(self):
-        while True:
-            conn, _ = self.sock.accept()
-            threading.Thread(target=self._one, args=(conn,), daemon=True).start()
 
     def _one(self, conn):
         with conn:
