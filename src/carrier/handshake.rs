@@ -116,7 +116,7 @@ async fn upgrade(
             .map_err(|e| DialError::Unreachable(crate::error::describe_reqwest(&e)))?,
     };
     let (status, response_headers) = match &answer {
-        Answer::Direct(a) => (a.status, &a.headers),
+        Answer::Direct(a) => (a.status(), a.headers()),
         Answer::Proxied(r) => (r.status(), r.headers()),
     };
     if status != StatusCode::SWITCHING_PROTOCOLS {

@@ -64,12 +64,18 @@ pub enum Stream {
 
 /// A response to the upgrade from the direct connection.
 pub struct Answer {
-    pub status: reqwest::StatusCode,
-    pub headers: HeaderMap,
     response: hyper::Response<hyper::body::Incoming>,
 }
 
 impl Answer {
+    pub fn status(&self) -> reqwest::StatusCode {
+        self.response.status()
+    }
+
+    pub fn headers(&self) -> &HeaderMap {
+        self.response.headers()
+    }
+
     /// The stream, after a 101.
     pub async fn upgrade(self) -> Result<Stream, String> {
         let upgraded = hyper::upgrade::on(self.response)
@@ -134,11 +140,7 @@ pub async fn send(
         .await
         .map_err(|e| describe_cause(&e))?;
     tracing::debug!(status = %response.status(), "the edge answered the websocket upgrade");
-    Ok(Answer {
-        status: response.status(),
-        headers: response.headers().clone(),
-        response,
-    })
+    Ok(Answer { response })
 }
 
 /// TCP to the first address that answers, then TLS.
